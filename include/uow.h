@@ -1,0 +1,527 @@
+/*
+ * uow.h - libuow, units of work for C.
+ *
+ * A unit of work reads entities (plain C structs described by a static column
+ * table), lets the caller change their fields directly, records events and
+ * commits everything at once: all or nothing, across the stores it touched.
+ *
+ * Conventions used by every function in this header:
+ *  - Functions return 0 on success or a negative UOW_E* code; the codes are
+ *    never renumbered. The message for the last failure lives on the handle:
+ *    uow_errmsg() for a unit, uow_env_errmsg() for an environment.
+ *  - Outputs are the last parameters.
+ *  - Close, end and free functions return void and accept NULL.
+ *  - Options are structs whose first member is `version`; initialise them
+ *    with their UOW_..._OPTIONS_INIT macro. A NULL options pointer means the
+ *    defaults.
+ *  - Threads: a uow_env is shared by any number of threads once it is set up
+ *    (stores added, entities mapped); a uow_unit belongs to one thread at a
+ *    time. See docs/threading.md.
+ */
+#ifndef UOW_H
+#define UOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define UOW_API __attribute__((visibility("default")))
+#else
+#define UOW_API
+#endif
+
+/** Library version as a number: major * 10000 + minor * 100 + patch. */
+#define UOW_VERSION_NUMBER 100
+/** Library version as a string. */
+#define UOW_VERSION_STRING "0.1.0"
+
+/**
+ * @defgroup errors Error codes
+ * Every function that can fail returns 0 or one of these. They are never
+ * renumbered; new codes are added at the end.
+ * @{
+ */
+#define UOW_OK 0          /**< Success. */
+#define UOW_ENOTFOUND -1  /**< No entity with that key. */
+/** Stale version, serialization failure, deadlock or lock timeout: retry the unit. */
+#define UOW_ECONFLICT -2
+#define UOW_ECONSTRAINT -3 /**< Unique, foreign key, not-null or check constraint. */
+/** Out of order: commit twice, use after end, use of a failed unit. */
+#define UOW_EMISUSE -4
+#define UOW_EINVAL -5     /**< Bad argument, mapping or URL. */
+#define UOW_ENOMEM -6     /**< An allocation failed; nothing was written. */
+#define UOW_EIO -7        /**< Store unreachable, connection lost, I/O error. */
+/** The outcome of a commit is unknown to this process; uow_recover() settles it. */
+#define UOW_EINDOUBT -8
+/** @} */
+
+/** @defgroup model Entities and columns
+ * @{ */
+
+/** Column types. The C member type each one maps to is given. */
+typedef enum uow_type {
+  UOW_INT64 = 1, /**< int64_t */
+  UOW_DOUBLE,    /**< double */
+  UOW_TEXT,      /**< char * (NUL-terminated UTF-8; NULL is SQL NULL) */
+  UOW_BLOB,      /**< uow_blob (data NULL is SQL NULL) */
+  UOW_BOOL       /**< bool */
+} uow_type;
+
+/** The primary key (exactly one column; UOW_INT64 or UOW_TEXT). */
+#define UOW_PRIMARY_KEY 0x01u
+/** A unique constraint on this column. */
+#define UOW_UNIQUE 0x02u
+/**
+ * The column accepts NULL. For UOW_TEXT and UOW_BLOB a NULL pointer is NULL.
+ * For UOW_INT64, UOW_DOUBLE and UOW_BOOL the value 0 is stored as NULL and a
+ * stored NULL reads as 0.
+ */
+#define UOW_NULLABLE 0x04u
+/** Optimistic concurrency: starts at 1, checked and bumped by every write. UOW_INT64 only. */
+#define UOW_VERSION 0x08u
+/** The store assigns the primary key at insert; it is written back into the struct. */
+#define UOW_GENERATED 0x10u
+
+/** A UOW_BLOB member. The bytes loaded by a unit belong to the unit. */
+typedef struct uow_blob {
+  const void *data; /**< The bytes; NULL is SQL NULL. */
+  size_t size;      /**< Number of bytes. */
+} uow_blob;
+
+struct uow_entity;
+
+/**
+ * One column of an entity: built with UOW_COLUMN or UOW_REFERENCE, never by
+ * hand. Descriptor tables are static data: the library keeps pointers to them
+ * for as long as the environment lives.
+ */
+typedef struct uow_column {
+  const char *name;                    /**< Column and member name. */
+  uow_type type;                       /**< Column type. */
+  unsigned flags;                      /**< UOW_PRIMARY_KEY, UOW_UNIQUE, ... */
+  size_t offset;                       /**< offsetof() the member. */
+  size_t size;                         /**< sizeof() the member, checked at mapping. */
+  const struct uow_entity *references; /**< Referenced entity, or NULL. */
+  size_t parent_offset;                /**< offsetof() the parent pointer member, or UOW_NO_MEMBER. */
+} uow_column;
+
+/** parent_offset of a reference that has no parent pointer member. */
+#define UOW_NO_MEMBER ((size_t)-1)
+
+/** An entity: a C struct, its table and its columns. Build with UOW_ENTITY. */
+typedef struct uow_entity {
+  const char *name;          /**< The struct's name, used in messages. */
+  const char *table;         /**< Table (or key prefix) in the store. */
+  size_t size;               /**< sizeof() the struct. */
+  const uow_column *columns; /**< The column table. */
+  size_t ncolumns;           /**< Number of columns. */
+} uow_entity;
+
+/** Describe member `member` of struct `T` as a column of type `type` with `flags`. */
+#define UOW_COLUMN(T, member, type, flags) \
+  { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), NULL, UOW_NO_MEMBER }
+
+/**
+ * Describe member `member` of `T` as a reference to entity `target`'s primary
+ * key. `parent` names a member of `T` of type `pointer to target struct`: when
+ * it points to an object tracked by the unit, the flush inserts that object
+ * first and copies its (possibly generated) key into `member`.
+ */
+#define UOW_REFERENCE(T, member, type, parent, target, flags)                               \
+  { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target), \
+    offsetof(T, parent) }
+
+/** A reference without a parent pointer member: it orders deletes and the schema only. */
+#define UOW_REFERENCE_KEY(T, member, type, target, flags) \
+  { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target), UOW_NO_MEMBER }
+
+/** Describe struct `T` stored in `table` with the column array `columns`. */
+#define UOW_ENTITY(T, table, columns) \
+  { #T, (table), sizeof(T), (columns), sizeof(columns) / sizeof((columns)[0]) }
+
+/** A parameter or key value for uow_find() and uow_exec(). Build with uow_int64() and friends. */
+typedef struct uow_value {
+  uow_type type; /**< Which member of `v` holds the value. */
+  bool is_null;  /**< SQL NULL; `v` is ignored. */
+  union {
+    int64_t i;   /**< UOW_INT64 */
+    double d;    /**< UOW_DOUBLE */
+    bool b;      /**< UOW_BOOL */
+    struct {
+      const void *data; /**< UOW_TEXT (not NUL-terminated necessarily) and UOW_BLOB */
+      size_t size;      /**< Bytes. */
+    } bytes;            /**< UOW_TEXT and UOW_BLOB */
+  } v;                  /**< The value. */
+} uow_value;
+
+/** An integer parameter. */
+static inline uow_value uow_int64(int64_t i) {
+  uow_value value = {UOW_INT64, false, {0}};
+  value.v.i = i;
+  return value;
+}
+/** A floating point parameter. */
+static inline uow_value uow_double(double d) {
+  uow_value value = {UOW_DOUBLE, false, {0}};
+  value.v.d = d;
+  return value;
+}
+/** A boolean parameter. */
+static inline uow_value uow_bool(bool b) {
+  uow_value value = {UOW_BOOL, false, {0}};
+  value.v.b = b;
+  return value;
+}
+/** A text parameter (NUL-terminated; NULL is SQL NULL). Not copied: it must live until the call returns. */
+static inline uow_value uow_text(const char *s) {
+  uow_value value = {UOW_TEXT, s == NULL, {0}};
+  size_t n = 0;
+  if (s)
+    while (s[n])
+      n++;
+  value.v.bytes.data = s;
+  value.v.bytes.size = n;
+  return value;
+}
+/** A blob parameter. Not copied: it must live until the call returns. */
+static inline uow_value uow_blob_value(const void *data, size_t size) {
+  uow_value value = {UOW_BLOB, data == NULL, {0}};
+  value.v.bytes.data = data;
+  value.v.bytes.size = size;
+  return value;
+}
+/** SQL NULL. */
+static inline uow_value uow_null(void) {
+  uow_value value = {UOW_INT64, true, {0}};
+  return value;
+}
+/** @} */
+
+/** @defgroup env Environment
+ * @{ */
+
+/** The process-wide setup: stores, mappings, connection pools. Opaque. */
+typedef struct uow_env uow_env;
+/** One unit of work. Opaque. */
+typedef struct uow_unit uow_unit;
+
+/** Options for uow_env_open(). */
+typedef struct uow_env_options {
+  int version;          /**< UOW_ENV_OPTIONS_VERSION */
+  unsigned pool_size;   /**< Connections kept per store; 0 means 8. */
+  const char *outbox_store; /**< Store that holds the outbox of units that wrote nowhere; NULL: the first store added. */
+} uow_env_options;
+/** Current version of uow_env_options. */
+#define UOW_ENV_OPTIONS_VERSION 1
+/** Defaults for uow_env_options. */
+#define UOW_ENV_OPTIONS_INIT {UOW_ENV_OPTIONS_VERSION, 0, NULL}
+
+/**
+ * Create an environment.
+ * @param opts  options, or NULL for the defaults; copied.
+ * @param out   receives the environment; close it with uow_env_close().
+ * @return 0, UOW_EINVAL (bad options) or UOW_ENOMEM.
+ * Threads: any thread.
+ */
+UOW_API int uow_env_open(const uow_env_options *opts, uow_env **out);
+
+/**
+ * Close an environment: closes every pooled connection and frees everything.
+ * Every unit begun on it must have ended. Accepts NULL.
+ */
+UOW_API void uow_env_close(uow_env *env);
+
+/**
+ * Open a store from a URL and name it.
+ *
+ * URLs: `sqlite:PATH` (a file, created 0600 when missing), `sqlite::memory:`;
+ * SQLite query options `?busy_timeout=MS&journal_mode=wal|delete&synchronous=full|normal`.
+ * Other schemes are provided by the stores compiled in (see uow/store.h).
+ * One connection is opened at once to check the URL.
+ *
+ * @param env   the environment (set-up phase: no units running).
+ * @param name  the store's name, used by uow_env_map(), uow_exec() and messages; copied.
+ * @param url   the URL; copied. Passwords in it never appear in messages.
+ * @return 0; UOW_EINVAL (unknown scheme, bad URL, name taken); UOW_EIO
+ *         (cannot connect; the message has the store's detail); UOW_ENOMEM.
+ * Threads: set-up phase only.
+ */
+UOW_API int uow_env_add_store(uow_env *env, const char *name, const char *url);
+
+/**
+ * Map an entity to a store. The descriptor is checked: one primary key of type
+ * UOW_INT64 or UOW_TEXT, member sizes matching their types, identifiers made of
+ * letters, digits and underscores, UOW_VERSION on a UOW_INT64 column only.
+ * @param entity static descriptor; it must outlive the environment.
+ * @return 0; UOW_EINVAL (bad descriptor, unknown store, entity already mapped); UOW_ENOMEM.
+ * Threads: set-up phase only.
+ */
+UOW_API int uow_env_map(uow_env *env, const uow_entity *entity, const char *store);
+
+/**
+ * Create the tables of every mapped entity that does not exist yet, and the
+ * library's own tables (outbox, decision records) in every store that can
+ * hold them.
+ * @return 0; UOW_EIO; UOW_ENOMEM; UOW_EINVAL (a store refused the DDL).
+ * Threads: any, but not while units use the same tables.
+ */
+UOW_API int uow_env_create_schema(uow_env *env);
+
+/**
+ * The message of the last failure of a uow_env_* call or of uow_begin() on
+ * this environment. Valid until the next such call on it. Never NULL.
+ */
+UOW_API const char *uow_env_errmsg(const uow_env *env);
+
+/** @} */
+
+/** @defgroup unit Units of work
+ * @{ */
+
+/** Isolation levels (honoured by stores that have them; SQLite is always serializable). */
+typedef enum uow_isolation {
+  UOW_ISOLATION_DEFAULT = 0,     /**< The store's default. */
+  UOW_ISOLATION_READ_COMMITTED,  /**< READ COMMITTED */
+  UOW_ISOLATION_REPEATABLE_READ, /**< REPEATABLE READ (snapshot) */
+  UOW_ISOLATION_SERIALIZABLE     /**< SERIALIZABLE */
+} uow_isolation;
+
+/**
+ * Flag for uow_get_ex(), uow_find_ex() and uow_begin_options.flags: lock what is
+ * read for writing. PostgreSQL: SELECT ... FOR UPDATE. SQLite: the unit's
+ * transaction starts with BEGIN IMMEDIATE (when it is the first access).
+ */
+#define UOW_FOR_UPDATE 0x01u
+
+/** Options for uow_begin_ex(). */
+typedef struct uow_begin_options {
+  int version;             /**< UOW_BEGIN_OPTIONS_VERSION */
+  uow_isolation isolation; /**< Isolation level. */
+  unsigned flags;          /**< UOW_FOR_UPDATE: every store transaction starts locked for writing. */
+} uow_begin_options;
+/** Current version of uow_begin_options. */
+#define UOW_BEGIN_OPTIONS_VERSION 1
+/** Defaults for uow_begin_options. */
+#define UOW_BEGIN_OPTIONS_INIT {UOW_BEGIN_OPTIONS_VERSION, UOW_ISOLATION_DEFAULT, 0}
+
+/**
+ * Begin a unit of work. Store transactions start lazily, on the first access to
+ * each store.
+ * @param out  receives the unit; end it with uow_end().
+ * @return 0; UOW_EINVAL; UOW_ENOMEM (message on the env).
+ * Threads: any thread; the unit then belongs to one thread at a time.
+ */
+UOW_API int uow_begin(uow_env *env, uow_unit **out);
+
+/** uow_begin() with options (NULL: defaults). Same returns. */
+UOW_API int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out);
+
+/**
+ * Load an entity by primary key through the identity map: the same key in the
+ * same unit gives the same pointer, and the store is asked only once.
+ * @param key  points to a value of the primary key's C type (int64_t *, or char ** for text keys).
+ * @param out  receives the object; it belongs to the unit and lives until uow_end().
+ * @return 0; UOW_ENOTFOUND (also for an object deleted in this unit); UOW_EINVAL
+ *         (entity not mapped); UOW_EIO; UOW_ECONFLICT; UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_get(uow_unit *unit, const uow_entity *entity, const void *key, void **out);
+
+/** uow_get() with flags (UOW_FOR_UPDATE). Same returns. */
+UOW_API int uow_get_ex(uow_unit *unit, const uow_entity *entity, const void *key, unsigned flags,
+                       void **out);
+
+/**
+ * Query entities with a where clause. Pending changes are flushed first so the
+ * query sees them. `?` marks a parameter; parameters are always bound, never
+ * interpolated. Rows for objects already in the unit return the unit's object,
+ * unchanged.
+ * @param where   SQL condition (may include ORDER BY / LIMIT), or NULL for all rows.
+ * @param params  `nparams` values.
+ * @param rows    receives an array of object pointers owned by the unit, valid until uow_end().
+ * @param count   receives the number of rows.
+ * @return 0 (also for no rows); UOW_EINVAL (bad SQL: the store's message);
+ *         UOW_EIO; UOW_ECONFLICT; UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_find(uow_unit *unit, const uow_entity *entity, const char *where,
+                     const uow_value *params, size_t nparams, void ***rows, size_t *count);
+
+/** uow_find() with flags (UOW_FOR_UPDATE). Same returns. */
+UOW_API int uow_find_ex(uow_unit *unit, const uow_entity *entity, const char *where,
+                        const uow_value *params, size_t nparams, unsigned flags, void ***rows,
+                        size_t *count);
+
+/**
+ * Create a new object, zeroed and tracked as new; it is inserted at flush.
+ * @param out  receives the object, owned by the unit until uow_end().
+ * @return 0; UOW_EINVAL (entity not mapped); UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_new(uow_unit *unit, const uow_entity *entity, void **out);
+
+/**
+ * Mark an object of this unit for deletion. Deleting a new object forgets it.
+ * The memory stays valid until uow_end().
+ * @return 0; UOW_EINVAL (not an object of this unit); UOW_EMISUSE.
+ */
+UOW_API int uow_delete(uow_unit *unit, void *object);
+
+/**
+ * Copy a string into memory owned by the unit, for assigning to UOW_TEXT members.
+ * @return the copy, valid until uow_end(); NULL when `s` is NULL or memory is short
+ *         (then uow_errmsg() says so).
+ */
+UOW_API char *uow_strdup(uow_unit *unit, const char *s);
+
+/**
+ * Copy bytes into memory owned by the unit, for UOW_BLOB members.
+ * @return a blob whose data lives until uow_end(); data NULL when memory is short.
+ */
+UOW_API uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size);
+
+/**
+ * Write pending changes to the stores now (commit does it anyway). On failure
+ * the unit needs uow_rollback() (or uow_rollback_to() when a savepoint is open).
+ * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_flush(uow_unit *unit);
+
+/**
+ * Run a statement in the unit's transaction on a named store (the escape
+ * hatch). Pending changes are flushed first. Objects already loaded are not
+ * refreshed.
+ * @param affected  receives the number of rows changed; may be NULL.
+ * @return 0; UOW_EINVAL (unknown store, bad SQL); UOW_ECONSTRAINT; UOW_ECONFLICT;
+ *         UOW_EIO; UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_exec(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
+                     size_t nparams);
+
+/** uow_exec() that also reports the number of rows the statement changed. */
+UOW_API int uow_exec_ex(uow_unit *unit, const char *store, const char *sql,
+                        const uow_value *params, size_t nparams, int64_t *affected);
+
+/**
+ * Record an event. It is written to the outbox in the unit's own transaction
+ * at commit, and exists only if the unit commits (a rolled-back savepoint drops it).
+ * @param topic    e.g. "enrollment.created"; copied.
+ * @param key      events with the same key are delivered in commit order; may be NULL; copied.
+ * @param payload  `len` bytes, copied.
+ * @return 0; UOW_EINVAL (NULL or empty topic); UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *payload,
+                     size_t len);
+
+/** A callback run after a durable commit. */
+typedef void (*uow_hook_fn)(void *arg);
+
+/**
+ * Run `fn(arg)` after the outermost commit is durable, in registration order,
+ * on the committing thread. Dropped on rollback and with a rolled-back savepoint.
+ * @return 0; UOW_EINVAL (NULL fn); UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_on_commit(uow_unit *unit, uow_hook_fn fn, void *arg);
+
+/**
+ * Open a savepoint (they nest). Pending changes are flushed first.
+ * @return 0; the flush's codes; UOW_ENOMEM; UOW_EMISUSE.
+ */
+UOW_API int uow_savepoint(uow_unit *unit);
+
+/**
+ * Keep the work of the innermost savepoint and close it.
+ * @return 0; UOW_EMISUSE (no savepoint open); UOW_EIO.
+ */
+UOW_API int uow_release(uow_unit *unit);
+
+/**
+ * Undo everything since the innermost savepoint and close it: store writes,
+ * changes to tracked objects (their members are restored), objects created or
+ * deleted, events and hooks. The unit stays usable, also after a failed flush.
+ * @return 0; UOW_EMISUSE (no savepoint open); UOW_EIO.
+ */
+UOW_API int uow_rollback_to(uow_unit *unit);
+
+/**
+ * Flush, write the outbox and commit every store the unit touched, atomically.
+ * Then the on-commit hooks run. After success the unit accepts only uow_end().
+ * On failure nothing was written (except UOW_EINDOUBT) and the unit accepts only
+ * uow_rollback() and uow_end().
+ * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM;
+ *         UOW_EINDOUBT (outcome unknown: recovery settles it); UOW_EMISUSE.
+ */
+UOW_API int uow_commit(uow_unit *unit);
+
+/**
+ * Roll back every store transaction, drop events and hooks. Tracked objects
+ * keep their memory until uow_end().
+ * @return 0; UOW_EMISUSE (already committed or rolled back).
+ */
+UOW_API int uow_rollback(uow_unit *unit);
+
+/** Roll back if not committed, return connections and free everything the unit owns. Accepts NULL. */
+UOW_API void uow_end(uow_unit *unit);
+
+/** The message of the unit's last failure, valid until its next call. Never NULL. */
+UOW_API const char *uow_errmsg(const uow_unit *unit);
+
+/** The environment the unit was begun on. */
+UOW_API uow_env *uow_unit_env(const uow_unit *unit);
+
+/** @} */
+
+/** @defgroup run Running a unit with retries
+ * @{ */
+
+/** The body of a unit for uow_run(): return 0 to commit, anything else to roll back. */
+typedef int (*uow_run_fn)(uow_unit *unit, void *arg);
+
+/** Options for uow_run(). */
+typedef struct uow_run_options {
+  int version;                /**< UOW_RUN_OPTIONS_VERSION */
+  unsigned max_attempts;      /**< Attempts for UOW_ECONFLICT; 0 means 10. */
+  unsigned backoff_ms;        /**< First backoff; 0 means 2 ms. Doubles, with jitter. */
+  unsigned max_backoff_ms;    /**< Backoff cap; 0 means 250 ms. */
+  uow_begin_options begin;    /**< Options for each attempt's unit. */
+} uow_run_options;
+/** Current version of uow_run_options. */
+#define UOW_RUN_OPTIONS_VERSION 1
+/** Defaults for uow_run_options. */
+#define UOW_RUN_OPTIONS_INIT {UOW_RUN_OPTIONS_VERSION, 0, 0, 0, UOW_BEGIN_OPTIONS_INIT}
+
+/**
+ * Begin a unit, call `fn(unit, arg)`, commit. A non-zero return from `fn` rolls
+ * back and is returned as it is (use positive codes for your own errors). A
+ * UOW_ECONFLICT from `fn` or from commit rolls back and runs `fn` again after a
+ * backoff, up to max_attempts times. `fn` must not end the unit.
+ * @return 0; fn's code; the unit's failure (message on the env).
+ */
+UOW_API int uow_run(uow_env *env, uow_run_fn fn, void *arg, const uow_run_options *opts);
+
+/** @} */
+
+/** @defgroup misc Errors and memory
+ * @{ */
+
+/** A static description of an error code ("conflict", ...). Never NULL. */
+UOW_API const char *uow_strerror(int code);
+
+/**
+ * Replace the allocator used by the library (it calls nothing else). Call
+ * before any other function; NULL for all three restores the C library's.
+ * `realloc_fn` follows realloc() semantics.
+ * @return 0; UOW_EINVAL (some but not all are NULL).
+ * Threads: call once, before other threads use the library.
+ */
+UOW_API int uow_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                              void (*free_fn)(void *));
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UOW_H */

@@ -1,0 +1,178 @@
+/*
+ * uow/store.h - the store interface, for people who write a store.
+ *
+ * A store is a table of functions (uow_store_ops) registered under a URL
+ * scheme. The core (src/core) talks to databases only through it: it opens
+ * connections, begins and ends transactions, reads rows into uow_value arrays
+ * and hands batches of writes to execute. A store never decides when to
+ * commit: it executes what the core asks, and reports failures with a code
+ * and its own detail (SQLSTATE, extended code, server text) in a uow_status.
+ *
+ * Threads: the core calls a connection from one thread at a time; `open`,
+ * `close`, `connect` and `disconnect` may be called from any thread, so the
+ * driver object must be safe to share for those.
+ */
+#ifndef UOW_STORE_H
+#define UOW_STORE_H
+
+#include "../uow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Where a store reports a failure: a UOW_E* code and a message. */
+typedef struct uow_status {
+  int code;          /**< 0 or a UOW_E* code. */
+  char message[768]; /**< The store's detail, NUL-terminated. */
+} uow_status;
+
+/**
+ * Set `st` to `code` with a printf-style message; returns `code` so that a
+ * driver can `return uow_status_set(st, UOW_EIO, "...")`.
+ */
+UOW_API int uow_status_set(uow_status *st, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/** Store capabilities (uow_store_ops.caps). */
+#define UOW_STORE_TRANSACTIONAL 0x01u /**< begin/commit/rollback/savepoints are real. */
+#define UOW_STORE_PREPARE 0x02u       /**< Two-phase commit: prepare/commit_prepared/... */
+#define UOW_STORE_SQL 0x04u           /**< Queries with where clauses and exec. */
+
+/** A driver's store object (one per uow_env_add_store). */
+typedef struct uow_store_driver uow_store_driver;
+/** A driver's connection. */
+typedef struct uow_store_conn uow_store_conn;
+
+/** Called once per row read; `row` has one value per entity column, in order.
+ * Text and blob bytes are valid only during the call. Return 0 to go on, or a
+ * UOW_E* code to stop (the store returns it). */
+typedef int (*uow_row_fn)(void *ctx, const uow_value *row);
+
+/** Kinds of write. */
+typedef enum uow_write_kind {
+  UOW_WRITE_INSERT = 1, /**< INSERT one row. */
+  UOW_WRITE_UPDATE,     /**< UPDATE changed columns WHERE key (AND version). */
+  UOW_WRITE_DELETE      /**< DELETE WHERE key (AND version). */
+} uow_write_kind;
+
+/** One row to write; the core fills the inputs and reads the outputs. */
+typedef struct uow_write {
+  uow_write_kind kind;      /**< What to do. */
+  const uow_entity *entity; /**< Which table. */
+  /** INSERT and UPDATE: one value per column (only those in `columns` are used). */
+  const uow_value *values;
+  /** Bit i set: column i is sent (INSERT: every column but a generated key the
+   * store must assign; UPDATE: the changed columns). Writes with equal (kind,
+   * entity, columns) have the same statement, so stores cache by it. */
+  uint64_t columns;
+  uow_value key;       /**< UPDATE and DELETE: the primary key. */
+  bool check_version;  /**< UPDATE and DELETE: add "AND version = expected". */
+  int64_t expected;    /**< The version the row must have. */
+  int64_t generated;   /**< Output, INSERT of a generated key: the key assigned. */
+  int64_t affected;    /**< Output: rows matched. */
+} uow_write;
+
+/** Per-store settings the core passes at open. */
+typedef struct uow_store_config {
+  int version;            /**< 1 */
+  const char *name;       /**< The store's name, for messages. */
+} uow_store_config;
+
+/** A prepared transaction listed by `list_prepared`. */
+typedef void (*uow_gid_fn)(void *ctx, const char *gid);
+
+/**
+ * The functions of a store. Functions a store lacks are NULL (and its caps say
+ * so). Every function that can fail returns 0 or a UOW_E* code, with detail in
+ * `st`.
+ */
+typedef struct uow_store_ops {
+  int abi;            /**< UOW_STORE_ABI */
+  const char *scheme; /**< URL scheme, e.g. "sqlite" (matched before the first ':'). */
+  const char *alias;  /**< A second scheme, e.g. "postgres"; may be NULL. */
+  unsigned caps;      /**< UOW_STORE_* capabilities. */
+
+  /** Parse the URL, check it (connect once) and create the driver object. */
+  int (*open)(const char *url, const uow_store_config *cfg, uow_store_driver **out, uow_status *st);
+  /** Free the driver object (every connection is already closed). */
+  void (*close)(uow_store_driver *drv);
+  /** Maximum connections this store can pool usefully (0: no limit of its own). */
+  unsigned (*max_connections)(uow_store_driver *drv);
+  /** Open a connection. */
+  int (*connect)(uow_store_driver *drv, uow_store_conn **out, uow_status *st);
+  /** Close a connection (any transaction is rolled back). Accepts NULL. */
+  void (*disconnect)(uow_store_conn *conn);
+  /** True if the connection still looks usable before reuse from the pool. */
+  bool (*healthy)(uow_store_conn *conn);
+
+  /** Begin a transaction. `flags`: UOW_FOR_UPDATE asks for a write lock up front.
+   * A store may defer sending it until the first statement (one round trip less). */
+  int (*begin)(uow_store_conn *conn, uow_isolation isolation, unsigned flags, uow_status *st);
+  /** Commit. A failure where the outcome is unknown must return UOW_EINDOUBT. */
+  int (*commit)(uow_store_conn *conn, uow_status *st);
+  /** Roll back (must work after any failure). */
+  int (*rollback)(uow_store_conn *conn, uow_status *st);
+  /** Savepoint number `level` (1 is the outermost). */
+  int (*savepoint)(uow_store_conn *conn, unsigned level, uow_status *st);
+  /** Release savepoint `level`. */
+  int (*release)(uow_store_conn *conn, unsigned level, uow_status *st);
+  /** Roll back to savepoint `level` and release it. */
+  int (*rollback_to)(uow_store_conn *conn, unsigned level, uow_status *st);
+
+  /** Two-phase commit: prepare the open transaction under `gid`. */
+  int (*prepare)(uow_store_conn *conn, const char *gid, uow_status *st);
+  /** Commit a prepared transaction (outside any transaction). */
+  int (*commit_prepared)(uow_store_conn *conn, const char *gid, uow_status *st);
+  /** Roll back a prepared transaction (outside any transaction). */
+  int (*rollback_prepared)(uow_store_conn *conn, const char *gid, uow_status *st);
+  /** List prepared transactions whose gid starts with `prefix`. */
+  int (*list_prepared)(uow_store_conn *conn, const char *prefix, uow_gid_fn fn, void *ctx,
+                       uow_status *st);
+
+  /** Create the entity's table if it does not exist. */
+  int (*create_table)(uow_store_conn *conn, const uow_entity *entity, uow_status *st);
+  /**
+   * Read rows of `entity`. `where` NULL with one parameter: by primary key.
+   * `where` NULL with no parameters: every row. Otherwise a condition with `?`.
+   * `flags`: UOW_FOR_UPDATE.
+   */
+  int (*read)(uow_store_conn *conn, const uow_entity *entity, const char *where,
+              const uow_value *params, size_t nparams, unsigned flags, uow_row_fn fn, void *ctx,
+              uow_status *st);
+  /**
+   * Execute `n` writes in order, as one batch where the store can (PostgreSQL:
+   * one pipeline, one round trip). Stops at the first failure. Fills
+   * `generated` and `affected`. An UPDATE or DELETE that matches no row is a
+   * failure: UOW_ECONFLICT, with a message naming the table and the key.
+   * `commit` true: when every write succeeded, commit the transaction too, in
+   * the same round trip where the SQL allows it (a commit whose outcome is
+   * unknown returns UOW_EINDOUBT). On failure nothing is committed.
+   */
+  int (*write)(uow_store_conn *conn, uow_write *writes, size_t n, bool commit, uow_status *st);
+  /** Execute a statement with `?` parameters; `affected` may be NULL. */
+  int (*exec)(uow_store_conn *conn, const char *sql, const uow_value *params, size_t nparams,
+              int64_t *affected, uow_status *st);
+  /** Count of round trips to the server on this connection (0 if not meaningful). */
+  uint64_t (*round_trips)(uow_store_conn *conn);
+} uow_store_ops;
+
+/** The version of uow_store_ops this header describes. */
+#define UOW_STORE_ABI 1
+
+/**
+ * Make a store available to every environment opened afterwards. The built-in
+ * stores are registered already. `ops` must stay valid for the life of the
+ * process.
+ * @return 0; UOW_EINVAL (wrong abi, scheme taken); UOW_ENOMEM.
+ * Threads: call before opening environments.
+ */
+UOW_API int uow_register_store(const uow_store_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UOW_STORE_H */
