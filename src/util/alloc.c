@@ -1,0 +1,60 @@
+/*
+ * alloc.c - the allocator hook. Every allocation the library makes goes
+ * through these wrappers, so uow_set_allocator() reaches all of them (tests
+ * use it to fail each allocation in turn). This is the only file that may
+ * call malloc, realloc and free.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void *(*malloc_hook)(size_t) = malloc;
+static void *(*realloc_hook)(void *, size_t) = realloc;
+static void (*free_hook)(void *) = free;
+
+int uow_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                      void (*free_fn)(void *)) {
+  if (!malloc_fn && !realloc_fn && !free_fn) {
+    malloc_hook = malloc;
+    realloc_hook = realloc;
+    free_hook = free;
+    return UOW_OK;
+  }
+  if (!malloc_fn || !realloc_fn || !free_fn)
+    return UOW_EINVAL;
+  malloc_hook = malloc_fn;
+  realloc_hook = realloc_fn;
+  free_hook = free_fn;
+  return UOW_OK;
+}
+
+void *uow__malloc(size_t size) { return malloc_hook(size ? size : 1); }
+
+void *uow__calloc(size_t count, size_t size) {
+  if (size && count > SIZE_MAX / size)
+    return NULL;
+  size_t total = count * size;
+  void *p = malloc_hook(total ? total : 1);
+  if (p)
+    memset(p, 0, total);
+  return p;
+}
+
+void *uow__realloc(void *ptr, size_t size) { return realloc_hook(ptr, size ? size : 1); }
+
+void uow__free(void *ptr) {
+  if (ptr)
+    free_hook(ptr);
+}
+
+char *uow__strndup(const char *s, size_t n) {
+  char *copy = uow__malloc(n + 1);
+  if (!copy)
+    return NULL;
+  memcpy(copy, s, n);
+  copy[n] = '\0';
+  return copy;
+}
+
+char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL; }

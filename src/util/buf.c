@@ -1,0 +1,94 @@
+/*
+ * buf.c - growable text buffers (SQL, messages) and arrays. An append that
+ * cannot allocate marks the buffer failed instead of returning an error at
+ * every call; the builder checks uow__buf_status() once at the end.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+void uow__buf_init(uow_buf *buf) { memset(buf, 0, sizeof(*buf)); }
+
+void uow__buf_free(uow_buf *buf) {
+  uow__free(buf->data);
+  uow__buf_init(buf);
+}
+
+void uow__buf_reset(uow_buf *buf) {
+  buf->len = 0;
+  buf->failed = false;
+  if (buf->data)
+    buf->data[0] = '\0';
+}
+
+static bool buf_reserve(uow_buf *buf, size_t extra) {
+  if (buf->failed)
+    return false;
+  if (buf->len + extra + 1 <= buf->cap)
+    return true;
+  size_t cap = buf->cap ? buf->cap : 128;
+  while (cap < buf->len + extra + 1)
+    cap *= 2;
+  char *data = uow__realloc(buf->data, cap);
+  if (!data) {
+    buf->failed = true;
+    return false;
+  }
+  buf->data = data;
+  buf->cap = cap;
+  return true;
+}
+
+void uow__buf_append(uow_buf *buf, const void *data, size_t len) {
+  if (!buf_reserve(buf, len))
+    return;
+  memcpy(buf->data + buf->len, data, len);
+  buf->len += len;
+  buf->data[buf->len] = '\0';
+}
+
+void uow__buf_puts(uow_buf *buf, const char *s) { uow__buf_append(buf, s, strlen(s)); }
+
+void uow__buf_printf(uow_buf *buf, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char small[256];
+  int n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n < sizeof(small)) {
+    uow__buf_append(buf, small, (size_t)n);
+    return;
+  }
+  if (!buf_reserve(buf, (size_t)n))
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf->data + buf->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  buf->len += (size_t)n;
+}
+
+int uow__buf_status(const uow_buf *buf) { return buf->failed ? UOW_ENOMEM : UOW_OK; }
+
+void *uow__vec_push(uow_vec *vec, size_t size) {
+  if (vec->len == vec->cap) {
+    size_t cap = vec->cap ? vec->cap * 2 : 8;
+    void *items = uow__realloc(vec->items, cap * size);
+    if (!items)
+      return NULL;
+    vec->items = items;
+    vec->cap = cap;
+  }
+  void *slot = (char *)vec->items + vec->len * size;
+  memset(slot, 0, size);
+  vec->len++;
+  return slot;
+}
+
+void uow__vec_free(uow_vec *vec) {
+  uow__free(vec->items);
+  vec->items = NULL;
+  vec->len = vec->cap = 0;
+}

@@ -1,0 +1,75 @@
+/*
+ * error.c - error codes, store statuses and the redaction that keeps
+ * passwords in URLs out of every message.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+const char *uow_strerror(int code) {
+  switch (code) {
+  case UOW_OK:
+    return "success";
+  case UOW_ENOTFOUND:
+    return "not found";
+  case UOW_ECONFLICT:
+    return "conflict (retry the unit)";
+  case UOW_ECONSTRAINT:
+    return "constraint violated";
+  case UOW_EMISUSE:
+    return "misuse (call out of order)";
+  case UOW_EINVAL:
+    return "invalid argument";
+  case UOW_ENOMEM:
+    return "out of memory";
+  case UOW_EIO:
+    return "store unreachable or I/O error";
+  case UOW_EINDOUBT:
+    return "commit outcome in doubt (recovery settles it)";
+  default:
+    return "unknown error";
+  }
+}
+
+int uow_status_set(uow_status *st, int code, const char *fmt, ...) {
+  if (!st)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(st->message, sizeof(st->message), fmt, ap);
+  va_end(ap);
+  st->code = code;
+  return code;
+}
+
+void uow__redact_url(const char *url, char *out, size_t cap) {
+  if (!cap)
+    return;
+  const char *scheme_end = strstr(url, "://");
+  const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
+  const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
+  if (at && (!slash || at < slash)) {
+    const char *colon = memchr(scheme_end + 3, ':', (size_t)(at - (scheme_end + 3)));
+    if (colon) {
+      snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+      goto params;
+    }
+  }
+  snprintf(out, cap, "%s", url);
+params:;
+  /* conninfo style "password=..." anywhere, including in a query string */
+  char *p = strstr(out, "password=");
+  while (p) {
+    char *value = p + strlen("password=");
+    size_t len = strcspn(value, "& ");
+    size_t tail = strlen(value + len);
+    if ((size_t)(value - out) + 3 + tail + 1 > cap) {
+      *value = '\0'; /* no room to mask in place: cut the rest off */
+      break;
+    }
+    memmove(value + 3, value + len, tail + 1);
+    memcpy(value, "***", 3);
+    p = strstr(value, "password=");
+  }
+}

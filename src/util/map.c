@@ -1,0 +1,94 @@
+/*
+ * map.c - an open-addressing hash map (linear probing, backward-shift
+ * deletion). It stores caller-owned values and compares them through a
+ * callback, so the identity map and the statement caches share one table
+ * without copying keys.
+ */
+#include <string.h>
+
+#include "util.h"
+
+void *uow__map_get(const uow_map *map, uint64_t hash, uow_map_eq eq, const void *key) {
+  if (!map->cap)
+    return NULL;
+  size_t mask = map->cap - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uow_map_entry *slot = &map->slots[i];
+    if (!slot->value)
+      return NULL;
+    if (slot->hash == hash && eq(slot->value, key))
+      return slot->value;
+  }
+}
+
+static void map_insert(uow_map_entry *slots, size_t cap, uint64_t hash, void *value) {
+  size_t mask = cap - 1;
+  size_t i = hash & mask;
+  while (slots[i].value)
+    i = (i + 1) & mask;
+  slots[i].hash = hash;
+  slots[i].value = value;
+}
+
+int uow__map_put(uow_map *map, uint64_t hash, void *value) {
+  if ((map->len + 1) * 4 > map->cap * 3) {
+    size_t cap = map->cap ? map->cap * 2 : 16;
+    uow_map_entry *slots = uow__calloc(cap, sizeof(*slots));
+    if (!slots)
+      return UOW_ENOMEM;
+    for (size_t i = 0; i < map->cap; i++)
+      if (map->slots[i].value)
+        map_insert(slots, cap, map->slots[i].hash, map->slots[i].value);
+    uow__free(map->slots);
+    map->slots = slots;
+    map->cap = cap;
+  }
+  map_insert(map->slots, map->cap, hash, value);
+  map->len++;
+  return UOW_OK;
+}
+
+bool uow__map_remove(uow_map *map, uint64_t hash, const void *value) {
+  if (!map->cap)
+    return false;
+  size_t mask = map->cap - 1;
+  size_t i = hash & mask;
+  while (map->slots[i].value != value) {
+    if (!map->slots[i].value)
+      return false;
+    i = (i + 1) & mask;
+  }
+  /* Shift following entries back so that probing never meets a hole. */
+  size_t hole = i;
+  for (size_t j = (i + 1) & mask; map->slots[j].value; j = (j + 1) & mask) {
+    size_t home = map->slots[j].hash & mask;
+    bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+    if (movable) {
+      map->slots[hole] = map->slots[j];
+      hole = j;
+    }
+  }
+  map->slots[hole].value = NULL;
+  map->slots[hole].hash = 0;
+  map->len--;
+  return true;
+}
+
+void uow__map_free(uow_map *map) {
+  uow__free(map->slots);
+  memset(map, 0, sizeof(*map));
+}
+
+uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed) {
+  /* FNV-1a with a final avalanche: keys are short and mostly integers. */
+  const unsigned char *p = data;
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}

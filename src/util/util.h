@@ -1,0 +1,108 @@
+/*
+ * util.h - internal building blocks shared by the core and the stores:
+ * the allocator hook, a unit-lifetime arena, a growable byte buffer (used to
+ * build SQL and messages), a growable array and an open-addressing hash map.
+ * Nothing here is part of the public API.
+ */
+#ifndef UOW_UTIL_H
+#define UOW_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uow.h"
+#include "uow/store.h"
+
+#if defined(__GNUC__)
+#define UOW_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define UOW_UNUSED __attribute__((unused))
+#else
+#define UOW_PRINTF(a, b)
+#define UOW_UNUSED
+#endif
+
+/* ---- allocator (alloc.c): the only place that calls malloc and free ---- */
+void *uow__malloc(size_t size);
+void *uow__calloc(size_t count, size_t size);
+void *uow__realloc(void *ptr, size_t size);
+void uow__free(void *ptr);
+char *uow__strdup(const char *s);
+char *uow__strndup(const char *s, size_t n);
+
+/* ---- arena (arena.c): memory that lives until the arena is freed ---- */
+typedef struct uow_arena_block uow_arena_block;
+typedef struct uow_arena {
+  uow_arena_block *head;
+  size_t next_size;
+} uow_arena;
+void uow__arena_init(uow_arena *arena);
+void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligned; NULL on ENOMEM */
+void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
+char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
+void uow__arena_free(uow_arena *arena);
+
+/* ---- byte buffer (buf.c): append-only text; `failed` sticks after ENOMEM ---- */
+typedef struct uow_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+  bool failed;
+} uow_buf;
+void uow__buf_init(uow_buf *buf);
+void uow__buf_free(uow_buf *buf);
+void uow__buf_reset(uow_buf *buf);
+void uow__buf_append(uow_buf *buf, const void *data, size_t len);
+void uow__buf_puts(uow_buf *buf, const char *s);
+void uow__buf_printf(uow_buf *buf, const char *fmt, ...) UOW_PRINTF(2, 3);
+/* Returns 0 or UOW_ENOMEM if any append failed. */
+int uow__buf_status(const uow_buf *buf);
+
+/* ---- growable array (buf.c) ---- */
+typedef struct uow_vec {
+  void *items;
+  size_t len;
+  size_t cap;
+} uow_vec;
+/* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL. */
+void *uow__vec_push(uow_vec *vec, size_t size);
+void uow__vec_free(uow_vec *vec);
+#define UOW_VEC_AT(vec, type, i) (((type *)(vec)->items)[i])
+
+/* ---- hash map (map.c): keys are (tag pointer, 64-bit hash, opaque key) ---- */
+typedef struct uow_map_entry {
+  uint64_t hash;
+  void *value; /* NULL: empty slot */
+} uow_map_entry;
+typedef struct uow_map {
+  uow_map_entry *slots;
+  size_t cap; /* power of two */
+  size_t len;
+} uow_map;
+/* `eq(value, key)` says whether a stored value matches the searched key. */
+typedef bool (*uow_map_eq)(const void *value, const void *key);
+void *uow__map_get(const uow_map *map, uint64_t hash, uow_map_eq eq, const void *key);
+int uow__map_put(uow_map *map, uint64_t hash, void *value); /* 0 or UOW_ENOMEM; no duplicate check */
+bool uow__map_remove(uow_map *map, uint64_t hash, const void *value);
+void uow__map_free(uow_map *map);
+uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed);
+
+/* ---- values and columns (value.c) ---- */
+/* Read the member of `object` described by `col` into a uow_value (no copy). */
+uow_value uow__column_value(const uow_column *col, const void *object);
+/* True when two values are equal (type of `a` decides; NULLs equal each other). */
+bool uow__value_equal(const uow_value *a, const uow_value *b);
+/* The index of the primary key column of a checked entity. */
+size_t uow__entity_key_index(const uow_entity *entity);
+/* Hash of a key value. */
+uint64_t uow__value_hash(const uow_value *value);
+/* A quoted, safe SQL identifier is produced by the stores; identifiers are
+ * checked at mapping time to be [A-Za-z_][A-Za-z0-9_]*. */
+bool uow__identifier_ok(const char *name);
+
+/* ---- errors (error.c) ---- */
+/* Remove a URL's password ("user:secret@" -> "user:***@") into `out`. */
+void uow__redact_url(const char *url, char *out, size_t cap);
+
+#endif /* UOW_UTIL_H */

@@ -1,0 +1,90 @@
+/*
+ * value.c - moving between struct members and uow_value, the one currency
+ * the core and the stores exchange. Change tracking compares values here.
+ */
+#include <string.h>
+
+#include "util.h"
+
+uow_value uow__column_value(const uow_column *col, const void *object) {
+  const char *member = (const char *)object + col->offset;
+  bool nullable = col->flags & UOW_NULLABLE;
+  uow_value value;
+  memset(&value, 0, sizeof(value));
+  value.type = col->type;
+  switch (col->type) {
+  case UOW_INT64:
+    memcpy(&value.v.i, member, sizeof(int64_t));
+    value.is_null = nullable && value.v.i == 0;
+    break;
+  case UOW_DOUBLE:
+    memcpy(&value.v.d, member, sizeof(double));
+    value.is_null = nullable && value.v.d == 0.0;
+    break;
+  case UOW_BOOL:
+    memcpy(&value.v.b, member, sizeof(bool));
+    value.is_null = nullable && !value.v.b;
+    break;
+  case UOW_TEXT: {
+    const char *s;
+    memcpy(&s, member, sizeof(s));
+    value.is_null = s == NULL;
+    value.v.bytes.data = s;
+    value.v.bytes.size = s ? strlen(s) : 0;
+    break;
+  }
+  case UOW_BLOB: {
+    uow_blob blob;
+    memcpy(&blob, member, sizeof(blob));
+    value.is_null = blob.data == NULL;
+    value.v.bytes.data = blob.data;
+    value.v.bytes.size = blob.data ? blob.size : 0;
+    break;
+  }
+  }
+  return value;
+}
+
+bool uow__value_equal(const uow_value *a, const uow_value *b) {
+  if (a->is_null || b->is_null)
+    return a->is_null == b->is_null;
+  switch (a->type) {
+  case UOW_INT64:
+    return a->v.i == b->v.i;
+  case UOW_DOUBLE:
+    /* Bitwise, so that NaN equals itself and -0.0 differs from 0.0. */
+    return memcmp(&a->v.d, &b->v.d, sizeof(double)) == 0;
+  case UOW_BOOL:
+    return a->v.b == b->v.b;
+  case UOW_TEXT:
+  case UOW_BLOB:
+    return a->v.bytes.size == b->v.bytes.size &&
+           (a->v.bytes.size == 0 || memcmp(a->v.bytes.data, b->v.bytes.data, a->v.bytes.size) == 0);
+  }
+  return false;
+}
+
+size_t uow__entity_key_index(const uow_entity *entity) {
+  for (size_t i = 0; i < entity->ncolumns; i++)
+    if (entity->columns[i].flags & UOW_PRIMARY_KEY)
+      return i;
+  return 0;
+}
+
+uint64_t uow__value_hash(const uow_value *value) {
+  if (value->type == UOW_TEXT || value->type == UOW_BLOB)
+    return uow__hash_bytes(value->v.bytes.data, value->v.bytes.size, 0x75);
+  return uow__hash_bytes(&value->v.i, sizeof(value->v.i), 0x69);
+}
+
+bool uow__identifier_ok(const char *name) {
+  if (!name || !*name || strlen(name) > 63)
+    return false;
+  for (const char *p = name; *p; p++) {
+    bool letter = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_';
+    bool digit = *p >= '0' && *p <= '9';
+    if (!letter && !(digit && p != name))
+      return false;
+  }
+  return true;
+}
