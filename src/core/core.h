@@ -1,0 +1,216 @@
+/*
+ * core.h - the core's internal structures: the environment with its stores
+ * and connection pools, the unit with its tracked records, and the functions
+ * the core's files share. The core reaches databases only through
+ * include/uow/store.h.
+ */
+#ifndef UOW_CORE_H
+#define UOW_CORE_H
+
+#include <pthread.h>
+
+#include "util/util.h"
+
+/* ---- environment (env.c) ---- */
+
+typedef struct uow_store {
+  char *name;
+  char *url; /* redacted: safe to print */
+  size_t index;
+  const uow_store_ops *ops;
+  uow_store_driver *driver;
+  /* the connection pool */
+  pthread_mutex_t lock;
+  pthread_cond_t available;
+  uow_store_conn **idle;
+  size_t nidle;
+  unsigned open;
+  unsigned max;
+} uow_store;
+
+/* An entity mapped to a store, with what the core derives from its columns. */
+typedef struct uow_mapping {
+  const uow_entity *entity;
+  uow_store *store;
+  size_t index;         /* order of mapping: sorts updates and deletes */
+  size_t key;           /* index of the primary key column */
+  size_t version;       /* index of the version column, or SIZE_MAX */
+  unsigned depth;       /* 0 for an entity that references nothing; parents are shallower */
+  size_t header;        /* bytes before the object in a record (aligned) */
+} uow_mapping;
+
+struct uow_env {
+  uow_env_options opts;
+  uow_vec stores;   /* uow_store * */
+  uow_vec mappings; /* uow_mapping * */
+  uow_map by_entity;
+  pthread_mutex_t lock; /* guards errmsg, the unit free list and unit ids */
+  uow_unit *free_units;
+  uint64_t unit_seq;
+  uint64_t nonce;
+  char errmsg[1024];
+};
+
+const uow_mapping *uow__env_mapping(const uow_env *env, const uow_entity *entity);
+uow_store *uow__env_store(const uow_env *env, const char *name);
+int uow__env_fail(uow_env *env, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
+/* Take a connection from the store's pool (may connect); `reused` says whether it was idle. */
+int uow__pool_acquire(uow_store *store, uow_store_conn **conn, bool *reused, uow_status *st);
+/* Give a connection back; a connection that is not healthy is closed instead. */
+void uow__pool_release(uow_store *store, uow_store_conn *conn, bool keep);
+
+/* The library's own tables, described as entities (outbox.c). */
+typedef struct uow_outbox_row {
+  int64_t id;
+  char *unit_id;
+  int64_t seq;
+  char *kind;
+  char *topic;
+  char *event_key;
+  uow_blob payload;
+  int64_t created_at;
+  int64_t state;
+  int64_t attempts;
+  int64_t next_attempt_at;
+  int64_t delivered_at;
+  char *last_error;
+} uow_outbox_row;
+extern const uow_entity uow__outbox_entity;
+
+typedef struct uow_decision_row {
+  char *unit_id;
+  char *outcome;
+  int64_t created_at;
+} uow_decision_row;
+extern const uow_entity uow__decision_entity;
+
+/* ---- unit (unit.c, tracker.c, flush.c) ---- */
+
+typedef enum uow_record_state {
+  UOW_REC_NEW = 1, /* created in this unit, not inserted yet */
+  UOW_REC_CLEAN,   /* in the store; may have unflushed changes */
+  UOW_REC_DELETED, /* in the store, marked for deletion */
+  UOW_REC_GONE     /* deleted from the store, or a new object dropped by a rollback */
+} uow_record_state;
+
+/* A tracked object: this header, padding, then the user's struct. */
+typedef struct uow_record {
+  uint32_t magic;
+  uow_record_state state;
+  const uow_mapping *map;
+  uow_unit *unit;
+  size_t seq;         /* creation order in the unit */
+  void *snapshot;     /* the struct as the store has it; NULL while new */
+  uint64_t hash;      /* identity map hash of the key */
+  bool in_map;
+  unsigned undo_mark; /* serial of the savepoint that already saved this record */
+  unsigned visit;     /* flush planning mark */
+} uow_record;
+
+#define UOW_RECORD_MAGIC 0x756f7772u
+
+typedef struct uow_event {
+  char *topic;
+  char *key;
+  void *payload;
+  size_t len;
+} uow_event;
+
+typedef struct uow_hook {
+  uow_hook_fn fn;
+  void *arg;
+} uow_hook;
+
+typedef struct uow_savepoint_mark {
+  unsigned serial;
+  size_t records;
+  size_t events;
+  size_t hooks;
+  size_t undo;
+} uow_savepoint_mark;
+
+/* What a record was before the innermost savepoint changed it. */
+typedef struct uow_undo {
+  uow_record *record;
+  uow_record_state state;
+  void *snapshot;
+  bool in_map;
+} uow_undo;
+
+/* A unit's use of one store. */
+typedef struct uow_unit_store {
+  uow_store *store;
+  uow_store_conn *conn;
+  bool in_txn;
+  bool wrote;
+  bool reused;  /* the connection came from the pool idle list */
+  bool proven;  /* a statement succeeded on it in this unit */
+} uow_unit_store;
+
+typedef enum uow_unit_state {
+  UOW_UNIT_ACTIVE = 1,
+  UOW_UNIT_FAILED,      /* a flush or statement failed: rollback (or rollback_to) needed */
+  UOW_UNIT_COMMITTED,
+  UOW_UNIT_ROLLED_BACK,
+  UOW_UNIT_ENDED
+} uow_unit_state;
+
+struct uow_unit {
+  uint32_t magic;
+  uow_unit_state state;
+  uow_env *env;
+  uow_unit *next_free;
+  uow_begin_options opts;
+  char id[48];
+  uow_arena arena;
+  uow_vec records; /* uow_record *, creation order */
+  uow_map identity;
+  uow_unit_store *stores; /* one per env store */
+  size_t nstores;
+  uow_vec events;     /* uow_event */
+  uow_vec hooks;      /* uow_hook */
+  uow_vec savepoints; /* uow_savepoint_mark */
+  uow_vec undo;       /* uow_undo */
+  unsigned sp_serial;
+  unsigned visit_serial;
+  unsigned failed_depth; /* savepoint depth when the unit failed */
+  bool committing;       /* inside uow_commit: a failure there rolls everything back */
+  char errmsg[1024];
+};
+
+#define UOW_UNIT_MAGIC 0x756f7775u
+
+/* Messages and state. */
+int uow__unit_fail(uow_unit *unit, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
+int uow__unit_error(uow_unit *unit, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
+int uow__unit_store_error(uow_unit *unit, const char *what, const uow_unit_store *us,
+                          const uow_status *st);
+/* The unit's connection to a store, in a transaction (joins lazily). */
+int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_store **out);
+
+/* Tracker (tracker.c). */
+static inline void *uow__record_object(const uow_record *rec) {
+  return (char *)rec + rec->map->header;
+}
+uow_record *uow__record_of(uow_unit *unit, void *object);
+uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map);
+uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key);
+int uow__identity_add(uow_unit *unit, uow_record *rec);
+void uow__identity_remove(uow_unit *unit, uow_record *rec);
+/* Save what a record is before a change, when a savepoint needs it. */
+int uow__record_touch(uow_unit *unit, uow_record *rec);
+/* Copy the object as it is now into a new snapshot. */
+int uow__record_snapshot(uow_unit *unit, uow_record *rec);
+/* Set a member from a store value, copying text and blobs into the unit. */
+int uow__member_set(uow_unit *unit, const uow_column *col, void *object, const uow_value *value);
+/* Which columns differ from the snapshot. */
+uint64_t uow__record_changes(const uow_record *rec);
+/* Read rows into tracked objects: their objects go to `rows` (may be NULL), the
+ * first one to `first` (may be NULL). UOW_ENOTFOUND when `rows` is NULL and no row came. */
+int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const uow_value *params,
+              size_t nparams, unsigned flags, uow_vec *rows, uow_record **first);
+
+/* Flush (flush.c): write pending changes; with `commit`, also the outbox and COMMIT. */
+int uow__flush(uow_unit *unit, bool commit);
+
+#endif /* UOW_CORE_H */

@@ -1,0 +1,491 @@
+/*
+ * flush.c - turns tracked changes into store writes.
+ *
+ * Planning puts the work in the order DESIGN.md promises: inserts in creation
+ * order with referenced (parent) objects first, then updates in key order,
+ * then deletes with children first. Executing sends consecutive writes to one
+ * store as one batch (one round trip on PostgreSQL), cutting a batch only when
+ * the next write needs a key the store has not assigned yet or when the store
+ * changes. At commit the last batch also carries the outbox rows and the
+ * COMMIT itself, so a single-store unit commits in one round trip.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/core.h"
+
+typedef struct flush_op {
+  uow_record *rec;
+  uow_write_kind kind;
+  uow_record *replaced; /* delete + new with the same key: the deleted record */
+} flush_op;
+
+typedef struct flush {
+  uow_unit *unit;
+  uow_arena scratch; /* values and outbox rows: live until the flush ends */
+  uow_vec ops;       /* flush_op, in execution order */
+  uow_store *store;  /* the pending batch's store */
+  uow_vec writes;    /* uow_write, the pending batch */
+  uow_vec owners;    /* uow_record *, the record of each pending write (NULL: outbox) */
+  uow_vec replaced;  /* uow_record *, per pending write */
+  unsigned mark;
+} flush;
+
+static const uow_column *key_column(const uow_mapping *map) {
+  return &map->entity->columns[map->key];
+}
+
+static bool key_unset(const uow_record *rec) {
+  uow_value key = uow__column_value(key_column(rec->map), uow__record_object(rec));
+  return key.is_null || (key.type == UOW_INT64 && key.v.i == 0);
+}
+
+static void set_version(uow_record *rec, int64_t version) {
+  const uow_column *col = &rec->map->entity->columns[rec->map->version];
+  memcpy((char *)uow__record_object(rec) + col->offset, &version, sizeof(version));
+}
+
+static int64_t snapshot_version(const uow_record *rec) {
+  return uow__column_value(&rec->map->entity->columns[rec->map->version], rec->snapshot).v.i;
+}
+
+/* ---- planning ---- */
+
+static int push_op(flush *f, uow_record *rec, uow_write_kind kind) {
+  flush_op *op = uow__vec_push(&f->ops, sizeof(*op));
+  if (!op)
+    return UOW_ENOMEM;
+  op->rec = rec;
+  op->kind = kind;
+  return UOW_OK;
+}
+
+/* The tracked parent a reference member points to, or NULL. */
+static uow_record *parent_of(uow_unit *unit, const uow_record *rec, const uow_column *col,
+                             int *rc) {
+  *rc = UOW_OK;
+  if (!col->references || col->parent_offset == UOW_NO_MEMBER)
+    return NULL;
+  void *parent;
+  memcpy(&parent, (const char *)uow__record_object(rec) + col->parent_offset, sizeof(parent));
+  if (!parent)
+    return NULL;
+  uow_record *prec = uow__record_of(unit, parent);
+  if (!prec || prec->map->entity != col->references) {
+    *rc = uow__unit_fail(unit, UOW_EINVAL,
+                         "flush: %s.%s points to something that is not a %s of this unit",
+                         rec->map->entity->name, col->name, col->references->name);
+    return NULL;
+  }
+  return prec;
+}
+
+/* Depth-first: a new record's new parents are planned before it. */
+static int plan_insert(flush *f, uow_record *rec) {
+  if (rec->visit == f->mark + 1)
+    return UOW_OK;
+  if (rec->visit == f->mark)
+    return uow__unit_fail(f->unit, UOW_EINVAL,
+                          "flush: new %s objects reference each other in a cycle; insert one "
+                          "of them first with uow_flush()",
+                          rec->map->entity->name);
+  rec->visit = f->mark;
+  const uow_entity *e = rec->map->entity;
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    int rc;
+    uow_record *parent = parent_of(f->unit, rec, &e->columns[i], &rc);
+    if (rc)
+      return rc;
+    if (parent && parent->state == UOW_REC_NEW && (rc = plan_insert(f, parent)))
+      return rc;
+    if (parent && parent->state == UOW_REC_GONE)
+      return uow__unit_fail(f->unit, UOW_EINVAL, "flush: %s.%s points to a deleted %s", e->name,
+                            e->columns[i].name, parent->map->entity->name);
+  }
+  rec->visit = f->mark + 1;
+  return push_op(f, rec, UOW_WRITE_INSERT);
+}
+
+static int compare_keys(const uow_record *a, const uow_record *b) {
+  if (a->map != b->map)
+    return a->map->index < b->map->index ? -1 : 1;
+  uow_value ka = uow__column_value(key_column(a->map), a->snapshot);
+  uow_value kb = uow__column_value(key_column(b->map), b->snapshot);
+  if (ka.type == UOW_INT64)
+    return ka.v.i < kb.v.i ? -1 : ka.v.i > kb.v.i;
+  size_t n = ka.v.bytes.size < kb.v.bytes.size ? ka.v.bytes.size : kb.v.bytes.size;
+  int c = memcmp(ka.v.bytes.data, kb.v.bytes.data, n);
+  return c ? c : (ka.v.bytes.size > kb.v.bytes.size) - (ka.v.bytes.size < kb.v.bytes.size);
+}
+
+static int compare_updates(const void *a, const void *b) {
+  return compare_keys(((const flush_op *)a)->rec, ((const flush_op *)b)->rec);
+}
+
+static int compare_deletes(const void *a, const void *b) {
+  const uow_record *ra = ((const flush_op *)a)->rec, *rb = ((const flush_op *)b)->rec;
+  if (ra->map->depth != rb->map->depth)
+    return ra->map->depth > rb->map->depth ? -1 : 1;
+  return compare_keys(ra, rb);
+}
+
+static int plan(flush *f) {
+  uow_unit *unit = f->unit;
+  f->mark = unit->visit_serial += 2;
+  uow_record **recs = unit->records.items;
+  size_t n = unit->records.len;
+  int rc = UOW_OK;
+  for (size_t i = 0; i < n && !rc; i++)
+    if (recs[i]->state == UOW_REC_NEW)
+      rc = plan_insert(f, recs[i]);
+  size_t first = f->ops.len;
+  for (size_t i = 0; i < n && !rc; i++)
+    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot)
+      rc = push_op(f, recs[i], UOW_WRITE_UPDATE);
+  if (rc)
+    return rc;
+  qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare_updates);
+  first = f->ops.len;
+  for (size_t i = 0; i < n && !rc; i++)
+    if (recs[i]->state == UOW_REC_DELETED)
+      rc = push_op(f, recs[i], UOW_WRITE_DELETE);
+  if (rc)
+    return rc;
+  qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare_deletes);
+  return UOW_OK;
+}
+
+/* ---- executing ---- */
+
+static int apply(flush *f, uow_record *rec, uow_record *replaced, const uow_write *w) {
+  uow_unit *unit = f->unit;
+  if (replaced) {
+    if (uow__record_touch(unit, replaced))
+      return UOW_ENOMEM;
+    uow__identity_remove(unit, replaced);
+    replaced->state = UOW_REC_GONE;
+  }
+  if (uow__record_touch(unit, rec))
+    return UOW_ENOMEM;
+  if (w->kind == UOW_WRITE_DELETE) {
+    uow__identity_remove(unit, rec);
+    rec->state = UOW_REC_GONE;
+    return UOW_OK;
+  }
+  if (w->kind == UOW_WRITE_INSERT && !(w->columns & (UINT64_C(1) << rec->map->key))) {
+    const uow_column *col = key_column(rec->map);
+    memcpy((char *)uow__record_object(rec) + col->offset, &w->generated, sizeof(int64_t));
+  }
+  bool was_new = rec->state == UOW_REC_NEW;
+  rec->state = UOW_REC_CLEAN;
+  if (uow__record_snapshot(unit, rec))
+    return UOW_ENOMEM;
+  return was_new ? uow__identity_add(unit, rec) : UOW_OK;
+}
+
+/* Send the pending batch; `commit` also commits its store's transaction. */
+static int run_batch(flush *f, bool commit) {
+  uow_unit *unit = f->unit;
+  if (!f->writes.len && !commit)
+    return UOW_OK;
+  uow_unit_store *us;
+  int rc = uow__unit_join(unit, f->store, 0, &us);
+  if (rc)
+    return rc;
+  uow_status st = {0, ""};
+  rc = f->store->ops->write(us->conn, f->writes.items, f->writes.len, commit, &st);
+  if (rc)
+    return uow__unit_store_error(unit, commit ? "commit" : "flush", us, &st);
+  us->proven = true;
+  us->wrote = us->wrote || f->writes.len;
+  for (size_t i = 0; i < f->writes.len; i++) {
+    uow_record *rec = UOW_VEC_AT(&f->owners, uow_record *, i);
+    if (rec && apply(f, rec, UOW_VEC_AT(&f->replaced, uow_record *, i),
+                     &UOW_VEC_AT(&f->writes, uow_write, i)))
+      return uow__unit_fail(unit, UOW_ENOMEM, "flush: out of memory after writing");
+  }
+  f->writes.len = f->owners.len = f->replaced.len = 0;
+  return UOW_OK;
+}
+
+static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_record *replaced,
+                            int *rc) {
+  if (f->store != store && (*rc = run_batch(f, false)))
+    return NULL;
+  f->store = store;
+  uow_write *w = uow__vec_push(&f->writes, sizeof(*w));
+  uow_record **o = w ? uow__vec_push(&f->owners, sizeof(*o)) : NULL;
+  uow_record **r = o ? uow__vec_push(&f->replaced, sizeof(*r)) : NULL;
+  if (!r) {
+    f->writes.len = f->owners.len;
+    f->owners.len = f->replaced.len;
+    *rc = uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+    return NULL;
+  }
+  *o = owner;
+  *r = replaced;
+  *rc = UOW_OK;
+  return w;
+}
+
+static uow_value *object_values(flush *f, const uow_entity *e, const void *object) {
+  uow_value *values = uow__arena_alloc(&f->scratch, e->ncolumns * sizeof(*values));
+  if (values)
+    for (size_t i = 0; i < e->ncolumns; i++)
+      values[i] = uow__column_value(&e->columns[i], object);
+  return values;
+}
+
+/* Copy parents' keys into reference members, sending the batch first when a
+ * parent's key is still to be generated by it. */
+static int resolve_parents(flush *f, uow_record *rec) {
+  const uow_entity *e = rec->map->entity;
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    const uow_column *col = &e->columns[i];
+    int rc;
+    uow_record *parent = parent_of(f->unit, rec, col, &rc);
+    if (rc)
+      return rc;
+    if (!parent)
+      continue;
+    if (parent->state == UOW_REC_NEW && key_unset(parent) && (rc = run_batch(f, false)))
+      return rc;
+    const uow_column *pkey = key_column(parent->map);
+    memcpy((char *)uow__record_object(rec) + col->offset,
+           (char *)uow__record_object(parent) + pkey->offset, col->size);
+  }
+  return UOW_OK;
+}
+
+static uint64_t all_columns(const uow_entity *e) {
+  return e->ncolumns == 64 ? UINT64_MAX : (UINT64_C(1) << e->ncolumns) - 1;
+}
+
+static int add_insert(flush *f, uow_record *rec) {
+  const uow_mapping *map = rec->map;
+  const uow_entity *e = map->entity;
+  void *object = uow__record_object(rec);
+  uow_value key = uow__column_value(key_column(map), object);
+  uow_record *replaced = key_unset(rec) ? NULL : uow__identity_get(f->unit, map, &key);
+  if (replaced && replaced->state != UOW_REC_DELETED)
+    return uow__unit_fail(f->unit, UOW_ECONSTRAINT,
+                          "flush: a new %s has the key of a %s already in this unit", e->name,
+                          e->name);
+  uint64_t columns = all_columns(e);
+  if (replaced) {
+    /* delete + new with the same key: an update of the existing row */
+    rec->snapshot = replaced->snapshot;
+    columns = uow__record_changes(rec);
+    rec->snapshot = NULL;
+  }
+  if (map->version != SIZE_MAX) {
+    set_version(rec, replaced ? snapshot_version(replaced) + 1 : 1);
+    columns |= UINT64_C(1) << map->version;
+  }
+  if (replaced && !columns) {
+    /* identical, unversioned: nothing to send */
+    uow_write none = {.kind = UOW_WRITE_UPDATE};
+    if (apply(f, rec, replaced, &none))
+      return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+    return UOW_OK;
+  }
+  if (!replaced && (key_column(map)->flags & UOW_GENERATED) && key_unset(rec))
+    columns &= ~(UINT64_C(1) << map->key);
+  int rc;
+  uow_write *w = batch_add(f, map->store, rec, replaced, &rc);
+  if (!w)
+    return rc;
+  w->kind = replaced ? UOW_WRITE_UPDATE : UOW_WRITE_INSERT;
+  w->entity = e;
+  w->columns = columns & (replaced ? ~(UINT64_C(1) << map->key) : UINT64_MAX);
+  w->values = object_values(f, e, object);
+  if (replaced) {
+    w->key = uow__column_value(key_column(map), replaced->snapshot);
+    w->check_version = map->version != SIZE_MAX;
+    w->expected = w->check_version ? snapshot_version(replaced) : 0;
+  }
+  return w->values ? UOW_OK : uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+}
+
+static int add_update(flush *f, uow_record *rec) {
+  const uow_mapping *map = rec->map;
+  uint64_t changed = uow__record_changes(rec);
+  if (map->version != SIZE_MAX)
+    changed &= ~(UINT64_C(1) << map->version); /* the library owns the version */
+  if (!changed)
+    return UOW_OK;
+  if (changed & (UINT64_C(1) << map->key))
+    return uow__unit_fail(f->unit, UOW_EINVAL,
+                          "flush: the key of a loaded %s changed; keys cannot change (delete it "
+                          "and create a new one)",
+                          map->entity->name);
+  int rc;
+  uow_write *w = batch_add(f, map->store, rec, NULL, &rc);
+  if (!w)
+    return rc;
+  w->kind = UOW_WRITE_UPDATE;
+  w->entity = map->entity;
+  w->key = uow__column_value(key_column(map), rec->snapshot);
+  if (map->version != SIZE_MAX) {
+    w->check_version = true;
+    w->expected = snapshot_version(rec);
+    set_version(rec, w->expected + 1);
+    changed |= UINT64_C(1) << map->version;
+  }
+  w->columns = changed;
+  w->values = object_values(f, map->entity, uow__record_object(rec));
+  return w->values ? UOW_OK : uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+}
+
+static int add_delete(flush *f, uow_record *rec) {
+  const uow_mapping *map = rec->map;
+  int rc;
+  uow_write *w = batch_add(f, map->store, rec, NULL, &rc);
+  if (!w)
+    return rc;
+  w->kind = UOW_WRITE_DELETE;
+  w->entity = map->entity;
+  w->key = uow__column_value(key_column(map), rec->snapshot);
+  w->check_version = map->version != SIZE_MAX;
+  w->expected = w->check_version ? snapshot_version(rec) : 0;
+  return UOW_OK;
+}
+
+static int execute(flush *f) {
+  int rc = UOW_OK;
+  for (size_t i = 0; i < f->ops.len && !rc; i++) {
+    flush_op *op = &UOW_VEC_AT(&f->ops, flush_op, i);
+    if (op->rec->state == UOW_REC_GONE)
+      continue; /* a deleted record that a new one with its key replaced */
+    switch (op->kind) {
+    case UOW_WRITE_INSERT:
+      rc = resolve_parents(f, op->rec);
+      if (!rc)
+        rc = add_insert(f, op->rec);
+      break;
+    case UOW_WRITE_UPDATE:
+      rc = resolve_parents(f, op->rec);
+      if (!rc)
+        rc = add_update(f, op->rec);
+      break;
+    case UOW_WRITE_DELETE:
+      rc = add_delete(f, op->rec);
+      break;
+    }
+  }
+  return rc;
+}
+
+/* ---- commit ---- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The outbox rows of the unit's events join the pending batch on `store`. */
+static int add_events(flush *f, uow_store *store) {
+  uow_unit *unit = f->unit;
+  const uow_entity *e = &uow__outbox_entity;
+  int64_t now = now_ms();
+  for (size_t i = 0; i < unit->events.len; i++) {
+    const uow_event *ev = &UOW_VEC_AT(&unit->events, uow_event, i);
+    uow_outbox_row *row = uow__arena_alloc(&f->scratch, sizeof(*row));
+    if (!row)
+      return uow__unit_fail(unit, UOW_ENOMEM, "commit: out of memory");
+    row->unit_id = unit->id;
+    row->seq = (int64_t)i + 1;
+    row->kind = "event";
+    row->topic = ev->topic;
+    row->event_key = ev->key;
+    row->payload.data = ev->payload;
+    row->payload.size = ev->len;
+    row->created_at = now;
+    row->next_attempt_at = now;
+    int rc;
+    uow_write *w = batch_add(f, store, NULL, NULL, &rc);
+    if (!w)
+      return rc;
+    w->kind = UOW_WRITE_INSERT;
+    w->entity = e;
+    w->columns = all_columns(e) & ~UINT64_C(1); /* the id is generated */
+    if (!(w->values = object_values(f, e, row)))
+      return uow__unit_fail(unit, UOW_ENOMEM, "commit: out of memory");
+  }
+  return UOW_OK;
+}
+
+static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
+  if (pending)
+    return pending;
+  for (size_t i = 0; i < unit->nstores; i++)
+    if (unit->stores[i].wrote)
+      return unit->stores[i].store;
+  const uow_env *env = unit->env;
+  uow_store *named = uow__env_store(env, env->opts.outbox_store);
+  return named ? named : UOW_VEC_AT(&env->stores, uow_store *, 0);
+}
+
+/* Stores this unit writes to, counting what is planned, known before writing anything. */
+static size_t planned_stores(const flush *f) {
+  size_t n = 0;
+  for (size_t i = 0; i < f->unit->nstores; i++) {
+    uow_store *store = f->unit->stores[i].store;
+    bool used = f->unit->stores[i].wrote;
+    for (size_t j = 0; j < f->ops.len && !used; j++)
+      used = UOW_VEC_AT(&f->ops, flush_op, j).rec->map->store == store;
+    n += used;
+  }
+  return n;
+}
+
+static int finish_commit(flush *f) {
+  uow_unit *unit = f->unit;
+  uow_store *target = outbox_store(unit, f->writes.len ? f->store : NULL);
+  /* Read-only participants first: if one fails, nothing has been committed. */
+  for (size_t i = 0; i < unit->nstores; i++) {
+    uow_unit_store *us = &unit->stores[i];
+    if (!us->in_txn || us->store == target)
+      continue;
+    uow_status st = {0, ""};
+    int rc = us->store->ops->commit(us->conn, &st);
+    if (rc)
+      return uow__unit_store_error(unit, "commit", us, &st);
+    us->in_txn = false;
+  }
+  if (!unit->events.len && !f->writes.len && !unit->stores[target->index].in_txn)
+    return UOW_OK;
+  int rc = add_events(f, target);
+  if (!rc) {
+    f->store = target;
+    rc = run_batch(f, true);
+  }
+  if (!rc)
+    unit->stores[target->index].in_txn = false;
+  return rc;
+}
+
+int uow__flush(uow_unit *unit, bool commit) {
+  flush f;
+  memset(&f, 0, sizeof(f));
+  f.unit = unit;
+  uow__arena_init(&f.scratch);
+  int rc = plan(&f);
+  if (!rc && commit && planned_stores(&f) > 1)
+      rc = uow__unit_fail(unit, UOW_EMISUSE,
+                          "commit: this unit wrote to more than one store; atomic commit across "
+                          "stores needs a two-phase commit coordinator, and this build refuses "
+                          "such units before writing anything: keep each unit in one store");
+  if (!rc)
+    rc = execute(&f);
+  if (!rc)
+    rc = commit ? finish_commit(&f) : run_batch(&f, false);
+  uow__vec_free(&f.ops);
+  uow__vec_free(&f.writes);
+  uow__vec_free(&f.owners);
+  uow__vec_free(&f.replaced);
+  uow__arena_free(&f.scratch);
+  return rc;
+}

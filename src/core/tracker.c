@@ -1,0 +1,258 @@
+/*
+ * tracker.c - tracked objects: records that sit in front of the user's
+ * structs, the identity map (one object per entity and key per unit),
+ * snapshots that let a flush find what changed, and the undo log that lets a
+ * savepoint roll those back. Loading rows from a store ends here too.
+ */
+#include <string.h>
+
+#include "core/core.h"
+
+uow_record *uow__record_of(uow_unit *unit, void *object) {
+  if (!object)
+    return NULL;
+  /* Every mapping uses the same header size, so the record is at a fixed offset. */
+  size_t header = (sizeof(uow_record) + 15) & ~(size_t)15;
+  uow_record *rec = (uow_record *)((char *)object - header);
+  if (rec->magic != UOW_RECORD_MAGIC || rec->unit != unit)
+    return NULL;
+  return rec;
+}
+
+uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map) {
+  uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
+  if (!slot)
+    return NULL;
+  uow_record *rec = uow__arena_alloc(&unit->arena, map->header + map->entity->size);
+  if (!rec) {
+    unit->records.len--;
+    return NULL;
+  }
+  rec->magic = UOW_RECORD_MAGIC;
+  rec->map = map;
+  rec->unit = unit;
+  rec->seq = unit->records.len - 1;
+  *slot = rec;
+  return rec;
+}
+
+typedef struct identity_key {
+  const uow_mapping *map;
+  const uow_value *key;
+} identity_key;
+
+static bool identity_eq(const void *value, const void *key) {
+  const uow_record *rec = value;
+  const identity_key *k = key;
+  if (rec->map != k->map)
+    return false;
+  const uow_column *col = &rec->map->entity->columns[rec->map->key];
+  uow_value mine = uow__column_value(col, rec->snapshot);
+  return uow__value_equal(&mine, k->key);
+}
+
+static uint64_t identity_hash(const uow_mapping *map, const uow_value *key) {
+  return uow__value_hash(key) ^ ((uint64_t)map->index * 0x9e3779b97f4a7c15ull);
+}
+
+uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key) {
+  identity_key k = {map, key};
+  return uow__map_get(&unit->identity, identity_hash(map, key), identity_eq, &k);
+}
+
+int uow__identity_add(uow_unit *unit, uow_record *rec) {
+  const uow_column *col = &rec->map->entity->columns[rec->map->key];
+  uow_value key = uow__column_value(col, rec->snapshot);
+  rec->hash = identity_hash(rec->map, &key);
+  int rc = uow__map_put(&unit->identity, rec->hash, rec);
+  if (rc == UOW_OK)
+    rec->in_map = true;
+  return rc;
+}
+
+void uow__identity_remove(uow_unit *unit, uow_record *rec) {
+  if (rec->in_map)
+    uow__map_remove(&unit->identity, rec->hash, rec);
+  rec->in_map = false;
+}
+
+int uow__record_touch(uow_unit *unit, uow_record *rec) {
+  if (!unit->savepoints.len)
+    return UOW_OK;
+  const uow_savepoint_mark *sp =
+      &UOW_VEC_AT(&unit->savepoints, uow_savepoint_mark, unit->savepoints.len - 1);
+  /* Created after the savepoint: rolling back drops it whole, nothing to save. */
+  if (rec->undo_mark == sp->serial || rec->seq >= sp->records)
+    return UOW_OK;
+  uow_undo *undo = uow__vec_push(&unit->undo, sizeof(*undo));
+  if (!undo)
+    return UOW_ENOMEM;
+  undo->record = rec;
+  undo->state = rec->state;
+  undo->snapshot = rec->snapshot;
+  undo->in_map = rec->in_map;
+  rec->undo_mark = sp->serial;
+  return UOW_OK;
+}
+
+/* Copy a text or blob member's bytes into the unit so the copy outlives the row. */
+static int copy_bytes(uow_unit *unit, const uow_column *col, void *object) {
+  char *member = (char *)object + col->offset;
+  if (col->type == UOW_TEXT) {
+    const char *s;
+    memcpy(&s, member, sizeof(s));
+    if (!s)
+      return UOW_OK;
+    char *copy = uow__arena_strndup(&unit->arena, s, strlen(s));
+    if (!copy)
+      return UOW_ENOMEM;
+    memcpy(member, &copy, sizeof(copy));
+  } else if (col->type == UOW_BLOB) {
+    uow_blob blob;
+    memcpy(&blob, member, sizeof(blob));
+    if (!blob.data)
+      return UOW_OK;
+    /* One spare byte keeps an empty blob's pointer non-NULL (NULL means SQL NULL). */
+    void *copy = uow__arena_alloc(&unit->arena, blob.size + 1);
+    if (!copy)
+      return UOW_ENOMEM;
+    memcpy(copy, blob.data, blob.size);
+    blob.data = copy;
+    memcpy(member, &blob, sizeof(blob));
+  }
+  return UOW_OK;
+}
+
+int uow__record_snapshot(uow_unit *unit, uow_record *rec) {
+  const uow_entity *e = rec->map->entity;
+  void *snapshot = uow__arena_dup(&unit->arena, uow__record_object(rec), e->size);
+  if (!snapshot)
+    return UOW_ENOMEM;
+  for (size_t i = 0; i < e->ncolumns; i++)
+    if (copy_bytes(unit, &e->columns[i], snapshot))
+      return UOW_ENOMEM;
+  rec->snapshot = snapshot;
+  return UOW_OK;
+}
+
+int uow__member_set(uow_unit *unit, const uow_column *col, void *object, const uow_value *value) {
+  char *member = (char *)object + col->offset;
+  switch (col->type) {
+  case UOW_INT64: {
+    int64_t i = value->is_null ? 0 : value->v.i;
+    memcpy(member, &i, sizeof(i));
+    break;
+  }
+  case UOW_DOUBLE: {
+    double d = value->is_null ? 0.0 : value->v.d;
+    memcpy(member, &d, sizeof(d));
+    break;
+  }
+  case UOW_BOOL: {
+    bool b = value->is_null ? false : value->v.b;
+    memcpy(member, &b, sizeof(b));
+    break;
+  }
+  case UOW_TEXT: {
+    char *s = NULL;
+    if (!value->is_null &&
+        !(s = uow__arena_strndup(&unit->arena, value->v.bytes.data, value->v.bytes.size)))
+      return UOW_ENOMEM;
+    memcpy(member, &s, sizeof(s));
+    break;
+  }
+  case UOW_BLOB: {
+    uow_blob blob = {NULL, 0};
+    if (!value->is_null) {
+      void *copy = uow__arena_alloc(&unit->arena, value->v.bytes.size + 1);
+      if (!copy)
+        return UOW_ENOMEM;
+      if (value->v.bytes.size)
+        memcpy(copy, value->v.bytes.data, value->v.bytes.size);
+      blob.data = copy;
+      blob.size = value->v.bytes.size;
+    }
+    memcpy(member, &blob, sizeof(blob));
+    break;
+  }
+  }
+  return UOW_OK;
+}
+
+uint64_t uow__record_changes(const uow_record *rec) {
+  const uow_entity *e = rec->map->entity;
+  const void *object = uow__record_object(rec);
+  uint64_t changed = 0;
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    uow_value now = uow__column_value(&e->columns[i], object);
+    uow_value then = uow__column_value(&e->columns[i], rec->snapshot);
+    if (!uow__value_equal(&now, &then))
+      changed |= UINT64_C(1) << i;
+  }
+  return changed;
+}
+
+typedef struct load_ctx {
+  uow_unit *unit;
+  const uow_mapping *map;
+  uow_vec *rows;
+  uow_record *first;
+} load_ctx;
+
+/* One row from the store: the unit's object if it has one, else a new tracked one. */
+static int load_row(void *ctx, const uow_value *row) {
+  load_ctx *load = ctx;
+  uow_unit *unit = load->unit;
+  const uow_mapping *map = load->map;
+  const uow_entity *e = map->entity;
+  uow_record *rec = uow__identity_get(unit, map, &row[map->key]);
+  if (!rec) {
+    rec = uow__record_new(unit, map);
+    if (!rec)
+      return UOW_ENOMEM;
+    rec->state = UOW_REC_CLEAN;
+    void *object = uow__record_object(rec);
+    for (size_t i = 0; i < e->ncolumns; i++)
+      if (uow__member_set(unit, &e->columns[i], object, &row[i]))
+        goto nomem;
+    if (uow__record_snapshot(unit, rec) || uow__identity_add(unit, rec))
+      goto nomem;
+  } else if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE) {
+    return UOW_OK;
+  }
+  if (!load->first)
+    load->first = rec;
+  if (load->rows) {
+    void **slot = uow__vec_push(load->rows, sizeof(void *));
+    if (!slot)
+      return UOW_ENOMEM;
+    *slot = uow__record_object(rec);
+  }
+  return UOW_OK;
+nomem:
+  /* The half-built record stays in the arena but leaves the unit's list. */
+  rec->state = UOW_REC_GONE;
+  return UOW_ENOMEM;
+}
+
+int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const uow_value *params,
+              size_t nparams, unsigned flags, uow_vec *rows, uow_record **first) {
+  uow_unit_store *us;
+  int rc = uow__unit_join(unit, map->store, flags, &us);
+  if (rc)
+    return rc;
+  load_ctx ctx = {unit, map, rows, NULL};
+  uow_status st = {0, ""};
+  rc = map->store->ops->read(us->conn, map->entity, where, params, nparams, flags, load_row, &ctx,
+                             &st);
+  if (rc == UOW_ENOMEM && !st.message[0])
+    return uow__unit_fail(unit, rc, "read %s: out of memory", map->entity->name);
+  if (rc)
+    return uow__unit_store_error(unit, "read", us, &st);
+  us->proven = true;
+  if (first)
+    *first = ctx.first;
+  if (!rows && !ctx.first)
+    return UOW_ENOTFOUND;
+  return UOW_OK;
+}

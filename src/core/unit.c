@@ -1,0 +1,601 @@
+/*
+ * unit.c - the unit of work's public verbs and its state machine: lazy store
+ * transactions, reads through the identity map, new and deleted objects,
+ * events, hooks, savepoints, commit and rollback.
+ *
+ * States: ACTIVE -> COMMITTED | ROLLED_BACK, with FAILED after a failed flush
+ * or statement (only rollback, rollback_to an open savepoint, or end are
+ * accepted then). Ended units go to the environment's free list: a call on
+ * an ended handle gets UOW_EMISUSE until a later uow_begin reuses it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+
+/* ---- messages ---- */
+
+static void vmessage(uow_unit *unit, const char *fmt, va_list ap) {
+  vsnprintf(unit->errmsg, sizeof(unit->errmsg), fmt, ap);
+}
+
+int uow__unit_error(uow_unit *unit, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage(unit, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int uow__unit_fail(uow_unit *unit, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vmessage(unit, fmt, ap);
+  va_end(ap);
+  if (unit->state == UOW_UNIT_ACTIVE) {
+    unit->state = UOW_UNIT_FAILED;
+    unit->failed_depth = (unsigned)unit->savepoints.len;
+  }
+  return code;
+}
+
+int uow__unit_store_error(uow_unit *unit, const char *what, const uow_unit_store *us,
+                          const uow_status *st) {
+  const char *after = unit->committing          ? "nothing was written"
+                      : unit->savepoints.len ? "roll back to the savepoint or roll back the unit"
+                                             : "the unit must be rolled back";
+  if (st->code == UOW_EINDOUBT)
+    after = "the outcome is unknown: uow_recover() settles it";
+  return uow__unit_fail(unit, st->code ? st->code : UOW_EIO, "%s failed: store '%s': %s; %s",
+                        what, us->store->name, st->message, after);
+}
+
+const char *uow_errmsg(const uow_unit *unit) { return unit ? unit->errmsg : "no unit (NULL)"; }
+
+uow_env *uow_unit_env(const uow_unit *unit) { return unit ? unit->env : NULL; }
+
+/* Whether the unit accepts work; sets the message when it does not. */
+static int usable(uow_unit *unit, const char *verb) {
+  if (!unit)
+    return UOW_EINVAL;
+  if (unit->magic != UOW_UNIT_MAGIC)
+    return UOW_EMISUSE;
+  switch (unit->state) {
+  case UOW_UNIT_ACTIVE:
+    return UOW_OK;
+  case UOW_UNIT_FAILED:
+    return uow__unit_error(unit, UOW_EMISUSE,
+                           "%s: the unit failed earlier (%s); roll it back first", verb,
+                           "see the previous error");
+  case UOW_UNIT_COMMITTED:
+    return uow__unit_error(unit, UOW_EMISUSE, "%s: the unit is already committed", verb);
+  case UOW_UNIT_ROLLED_BACK:
+    return uow__unit_error(unit, UOW_EMISUSE, "%s: the unit is already rolled back", verb);
+  case UOW_UNIT_ENDED:
+    return uow__unit_error(unit, UOW_EMISUSE, "%s: the unit has ended", verb);
+  }
+  return UOW_EMISUSE;
+}
+
+/* ---- begin and end ---- */
+
+int uow_begin(uow_env *env, uow_unit **out) { return uow_begin_ex(env, NULL, out); }
+
+int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
+  if (!out)
+    return UOW_EINVAL;
+  *out = NULL;
+  if (!env)
+    return UOW_EINVAL;
+  if (opts && opts->version != UOW_BEGIN_OPTIONS_VERSION)
+    return uow__env_fail(env, UOW_EINVAL, "begin: unknown options version %d", opts->version);
+  if (!env->stores.len)
+    return uow__env_fail(env, UOW_EINVAL, "begin: the environment has no store");
+  pthread_mutex_lock(&env->lock);
+  uow_unit *unit = env->free_units;
+  if (unit)
+    env->free_units = unit->next_free;
+  uint64_t seq = ++env->unit_seq;
+  pthread_mutex_unlock(&env->lock);
+  if (!unit && !(unit = uow__malloc(sizeof(*unit))))
+    return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+  memset(unit, 0, sizeof(*unit));
+  unit->env = env;
+  uow__arena_init(&unit->arena);
+  unit->nstores = env->stores.len;
+  unit->stores = uow__arena_alloc(&unit->arena, unit->nstores * sizeof(*unit->stores));
+  if (!unit->stores) {
+    uow__free(unit);
+    return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+  }
+  for (size_t i = 0; i < unit->nstores; i++)
+    unit->stores[i].store = UOW_VEC_AT(&env->stores, uow_store *, i);
+  uow_begin_options defaults = UOW_BEGIN_OPTIONS_INIT;
+  unit->opts = opts ? *opts : defaults;
+  snprintf(unit->id, sizeof(unit->id), "%016llx-%llu", (unsigned long long)env->nonce,
+           (unsigned long long)seq);
+  unit->magic = UOW_UNIT_MAGIC;
+  unit->state = UOW_UNIT_ACTIVE;
+  *out = unit;
+  return UOW_OK;
+}
+
+static void rollback_stores(uow_unit *unit) {
+  for (size_t i = 0; i < unit->nstores; i++) {
+    uow_unit_store *us = &unit->stores[i];
+    if (!us->conn || !us->in_txn)
+      continue;
+    uow_status st = {0, ""};
+    if (us->store->ops->rollback(us->conn, &st)) {
+      /* A connection that cannot roll back must not serve another unit. */
+      uow__pool_release(us->store, us->conn, false);
+      us->conn = NULL;
+    }
+    us->in_txn = false;
+  }
+}
+
+static void release_connections(uow_unit *unit) {
+  for (size_t i = 0; i < unit->nstores; i++) {
+    uow_unit_store *us = &unit->stores[i];
+    uow__pool_release(us->store, us->conn, !us->in_txn);
+    us->conn = NULL;
+    us->in_txn = false;
+  }
+}
+
+static void drop_events_and_hooks(uow_unit *unit, size_t events, size_t hooks) {
+  for (size_t i = events; i < unit->events.len; i++) {
+    uow_event *ev = &UOW_VEC_AT(&unit->events, uow_event, i);
+    uow__free(ev->topic);
+    uow__free(ev->key);
+    uow__free(ev->payload);
+  }
+  unit->events.len = events;
+  unit->hooks.len = hooks;
+}
+
+void uow_end(uow_unit *unit) {
+  if (!unit || unit->magic != UOW_UNIT_MAGIC || unit->state == UOW_UNIT_ENDED)
+    return;
+  if (unit->state != UOW_UNIT_COMMITTED)
+    rollback_stores(unit);
+  release_connections(unit);
+  drop_events_and_hooks(unit, 0, 0);
+  uow__vec_free(&unit->events);
+  uow__vec_free(&unit->hooks);
+  uow__vec_free(&unit->records);
+  uow__vec_free(&unit->savepoints);
+  uow__vec_free(&unit->undo);
+  uow__map_free(&unit->identity);
+  uow__arena_free(&unit->arena);
+  unit->state = UOW_UNIT_ENDED;
+  uow_env *env = unit->env;
+  pthread_mutex_lock(&env->lock);
+  unit->next_free = env->free_units;
+  env->free_units = unit;
+  pthread_mutex_unlock(&env->lock);
+}
+
+/* ---- stores ---- */
+
+static int open_savepoints(uow_unit *unit, uow_unit_store *us, uow_status *st) {
+  for (size_t level = 1; level <= unit->savepoints.len; level++) {
+    int rc = us->store->ops->savepoint(us->conn, (unsigned)level, st);
+    if (rc)
+      return rc;
+  }
+  return UOW_OK;
+}
+
+static int start_transaction(uow_unit *unit, uow_unit_store *us, unsigned flags, uow_status *st) {
+  const uow_store_ops *ops = us->store->ops;
+  if (!(ops->caps & UOW_STORE_TRANSACTIONAL))
+    return UOW_OK;
+  int rc = ops->begin(us->conn, unit->opts.isolation, flags | unit->opts.flags, st);
+  if (rc)
+    return rc;
+  us->in_txn = true;
+  /* A store joining inside savepoints gets them too, so rollback_to works everywhere. */
+  return open_savepoints(unit, us, st);
+}
+
+int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_store **out) {
+  uow_unit_store *us = &unit->stores[store->index];
+  *out = us;
+  if (us->conn && us->in_txn)
+    return UOW_OK;
+  uow_status st = {0, ""};
+  int rc = UOW_OK;
+  if (!us->conn) {
+    rc = uow__pool_acquire(store, &us->conn, &us->reused, &st);
+    if (rc)
+      return uow__unit_store_error(unit, "connect", us, &st);
+  }
+  rc = start_transaction(unit, us, flags, &st);
+  if (rc == UOW_EIO && us->reused && !us->proven) {
+    /* A pooled connection whose server went away since its last unit: one fresh try. */
+    uow__pool_release(store, us->conn, false);
+    us->conn = NULL;
+    rc = uow__pool_acquire(store, &us->conn, &us->reused, &st);
+    if (!rc)
+      rc = start_transaction(unit, us, flags, &st);
+  }
+  if (rc)
+    return uow__unit_store_error(unit, "begin", us, &st);
+  return UOW_OK;
+}
+
+/* ---- reading ---- */
+
+static const uow_mapping *mapping(uow_unit *unit, const uow_entity *entity, const char *verb) {
+  const uow_mapping *map = entity ? uow__env_mapping(unit->env, entity) : NULL;
+  if (!map)
+    uow__unit_error(unit, UOW_EINVAL, "%s: entity %s is not mapped to a store", verb,
+                    entity && entity->name ? entity->name : "(null)");
+  return map;
+}
+
+int uow_get(uow_unit *unit, const uow_entity *entity, const void *key, void **out) {
+  return uow_get_ex(unit, entity, key, 0, out);
+}
+
+int uow_get_ex(uow_unit *unit, const uow_entity *entity, const void *key, unsigned flags,
+               void **out) {
+  if (out)
+    *out = NULL;
+  int rc = usable(unit, "get");
+  if (rc)
+    return rc;
+  const uow_mapping *map = mapping(unit, entity, "get");
+  if (!map)
+    return UOW_EINVAL;
+  if (!key || !out)
+    return uow__unit_error(unit, UOW_EINVAL, "get %s: key and out are required", entity->name);
+  /* The key points to a value of the key member's type: read it as that member. */
+  const uow_column *col = &entity->columns[map->key];
+  uow_value k = uow__column_value(col, (const char *)key - col->offset);
+  if (k.is_null)
+    return uow__unit_error(unit, UOW_EINVAL, "get %s: the key is NULL", entity->name);
+  uow_record *rec = uow__identity_get(unit, map, &k);
+  if (!rec) {
+    rc = uow__load(unit, map, NULL, &k, 1, flags, NULL, &rec);
+    if (rc == UOW_ENOTFOUND)
+      return uow__unit_error(unit, rc, "get %s: no row with that key", entity->name);
+    if (rc)
+      return rc;
+  }
+  if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE)
+    return uow__unit_error(unit, UOW_ENOTFOUND, "get %s: deleted in this unit", entity->name);
+  *out = uow__record_object(rec);
+  return UOW_OK;
+}
+
+int uow_find(uow_unit *unit, const uow_entity *entity, const char *where, const uow_value *params,
+             size_t nparams, void ***rows, size_t *count) {
+  return uow_find_ex(unit, entity, where, params, nparams, 0, rows, count);
+}
+
+int uow_find_ex(uow_unit *unit, const uow_entity *entity, const char *where,
+                const uow_value *params, size_t nparams, unsigned flags, void ***rows,
+                size_t *count) {
+  if (rows)
+    *rows = NULL;
+  if (count)
+    *count = 0;
+  int rc = usable(unit, "find");
+  if (rc)
+    return rc;
+  const uow_mapping *map = mapping(unit, entity, "find");
+  if (!map)
+    return UOW_EINVAL;
+  if (!rows || !count || (nparams && !params))
+    return uow__unit_error(unit, UOW_EINVAL, "find %s: rows, count and params are required",
+                           entity->name);
+  if (!(map->store->ops->caps & UOW_STORE_SQL) && where)
+    return uow__unit_error(unit, UOW_EINVAL, "find %s: store '%s' cannot run queries",
+                           entity->name, map->store->name);
+  if ((rc = uow__flush(unit, false)))
+    return rc;
+  uow_vec found = {0};
+  /* An empty condition means every row; the store reads NULL with no parameters so. */
+  rc = uow__load(unit, map, where && *where ? where : NULL, params, nparams, flags, &found, NULL);
+  if (rc) {
+    uow__vec_free(&found);
+    return rc;
+  }
+  size_t n = found.len;
+  void **array = uow__arena_dup(&unit->arena, found.items, n * sizeof(void *));
+  uow__vec_free(&found);
+  if (!array && n)
+    return uow__unit_error(unit, UOW_ENOMEM, "find %s: out of memory", entity->name);
+  *rows = array;
+  *count = n;
+  return UOW_OK;
+}
+
+/* ---- changing ---- */
+
+int uow_new(uow_unit *unit, const uow_entity *entity, void **out) {
+  if (out)
+    *out = NULL;
+  int rc = usable(unit, "new");
+  if (rc)
+    return rc;
+  const uow_mapping *map = mapping(unit, entity, "new");
+  if (!map)
+    return UOW_EINVAL;
+  if (!out)
+    return uow__unit_error(unit, UOW_EINVAL, "new %s: out is required", entity->name);
+  uow_record *rec = uow__record_new(unit, map);
+  if (!rec)
+    return uow__unit_error(unit, UOW_ENOMEM, "new %s: out of memory", entity->name);
+  rec->state = UOW_REC_NEW;
+  *out = uow__record_object(rec);
+  return UOW_OK;
+}
+
+int uow_delete(uow_unit *unit, void *object) {
+  int rc = usable(unit, "delete");
+  if (rc)
+    return rc;
+  uow_record *rec = uow__record_of(unit, object);
+  if (!rec)
+    return uow__unit_error(unit, UOW_EINVAL, "delete: not an object of this unit");
+  if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE)
+    return UOW_OK;
+  if (uow__record_touch(unit, rec))
+    return uow__unit_error(unit, UOW_ENOMEM, "delete: out of memory");
+  rec->state = rec->state == UOW_REC_NEW ? UOW_REC_GONE : UOW_REC_DELETED;
+  return UOW_OK;
+}
+
+char *uow_strdup(uow_unit *unit, const char *s) {
+  if (!s || usable(unit, "strdup"))
+    return NULL;
+  char *copy = uow__arena_strndup(&unit->arena, s, strlen(s));
+  if (!copy)
+    uow__unit_error(unit, UOW_ENOMEM, "strdup: out of memory");
+  return copy;
+}
+
+uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size) {
+  uow_blob blob = {NULL, 0};
+  if ((!data && size) || usable(unit, "blobdup"))
+    return blob;
+  blob.data = uow__arena_alloc(&unit->arena, size + 1);
+  if (!blob.data)
+    uow__unit_error(unit, UOW_ENOMEM, "blobdup: out of memory");
+  else if (size)
+    memcpy((void *)blob.data, data, size);
+  blob.size = blob.data ? size : 0;
+  return blob;
+}
+
+int uow_flush(uow_unit *unit) {
+  int rc = usable(unit, "flush");
+  return rc ? rc : uow__flush(unit, false);
+}
+
+int uow_exec(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
+             size_t nparams) {
+  return uow_exec_ex(unit, store, sql, params, nparams, NULL);
+}
+
+int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
+                size_t nparams, int64_t *affected) {
+  int rc = usable(unit, "exec");
+  if (rc)
+    return rc;
+  uow_store *target = uow__env_store(unit->env, store);
+  if (!target)
+    return uow__unit_error(unit, UOW_EINVAL, "exec: no store named '%s'",
+                           store ? store : "(null)");
+  if (!sql || (nparams && !params))
+    return uow__unit_error(unit, UOW_EINVAL, "exec: sql and params are required");
+  if (!(target->ops->caps & UOW_STORE_SQL))
+    return uow__unit_error(unit, UOW_EINVAL, "exec: store '%s' does not run SQL", store);
+  if ((rc = uow__flush(unit, false)))
+    return rc;
+  uow_unit_store *us;
+  if ((rc = uow__unit_join(unit, target, 0, &us)))
+    return rc;
+  uow_status st = {0, ""};
+  int64_t n = 0;
+  rc = target->ops->exec(us->conn, sql, params, nparams, &n, &st);
+  if (rc)
+    return uow__unit_store_error(unit, "exec", us, &st);
+  us->proven = true;
+  us->wrote = us->wrote || n > 0;
+  if (affected)
+    *affected = n;
+  return UOW_OK;
+}
+
+int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *payload,
+             size_t len) {
+  int rc = usable(unit, "emit");
+  if (rc)
+    return rc;
+  if (!topic || !*topic || (len && !payload))
+    return uow__unit_error(unit, UOW_EINVAL, "emit: a topic is required (and payload for len)");
+  uow_event ev = {uow__strdup(topic), key ? uow__strdup(key) : NULL,
+                  uow__malloc(len ? len : 1), len};
+  uow_event *slot = NULL;
+  if (ev.topic && (!key || ev.key) && ev.payload)
+    slot = uow__vec_push(&unit->events, sizeof(*slot));
+  if (!slot) {
+    uow__free(ev.topic);
+    uow__free(ev.key);
+    uow__free(ev.payload);
+    return uow__unit_error(unit, UOW_ENOMEM, "emit %s: out of memory", topic);
+  }
+  if (len)
+    memcpy(ev.payload, payload, len);
+  *slot = ev;
+  return UOW_OK;
+}
+
+int uow_on_commit(uow_unit *unit, uow_hook_fn fn, void *arg) {
+  int rc = usable(unit, "on_commit");
+  if (rc)
+    return rc;
+  if (!fn)
+    return uow__unit_error(unit, UOW_EINVAL, "on_commit: no function");
+  uow_hook *hook = uow__vec_push(&unit->hooks, sizeof(*hook));
+  if (!hook)
+    return uow__unit_error(unit, UOW_ENOMEM, "on_commit: out of memory");
+  hook->fn = fn;
+  hook->arg = arg;
+  return UOW_OK;
+}
+
+/* ---- savepoints ---- */
+
+typedef enum savepoint_op { SP_OPEN, SP_RELEASE, SP_ROLLBACK } savepoint_op;
+
+/* Run a savepoint operation at `level` on every store in a transaction. */
+static int each_store(uow_unit *unit, savepoint_op op, unsigned level) {
+  static const char *const names[] = {"savepoint", "release", "rollback_to"};
+  for (size_t i = 0; i < unit->nstores; i++) {
+    uow_unit_store *us = &unit->stores[i];
+    if (!us->in_txn)
+      continue;
+    const uow_store_ops *ops = us->store->ops;
+    uow_status st = {0, ""};
+    int rc = op == SP_OPEN      ? ops->savepoint(us->conn, level, &st)
+             : op == SP_RELEASE ? ops->release(us->conn, level, &st)
+                                : ops->rollback_to(us->conn, level, &st);
+    if (rc)
+      return uow__unit_store_error(unit, names[op], us, &st);
+  }
+  return UOW_OK;
+}
+
+int uow_savepoint(uow_unit *unit) {
+  int rc = usable(unit, "savepoint");
+  if (rc)
+    return rc;
+  /* Flushing first makes every store match the objects, so the savepoint
+   * only has to remember what changes after it. */
+  if ((rc = uow__flush(unit, false)))
+    return rc;
+  uow_savepoint_mark *sp = uow__vec_push(&unit->savepoints, sizeof(*sp));
+  if (!sp)
+    return uow__unit_error(unit, UOW_ENOMEM, "savepoint: out of memory");
+  sp->serial = ++unit->sp_serial;
+  sp->records = unit->records.len;
+  sp->events = unit->events.len;
+  sp->hooks = unit->hooks.len;
+  sp->undo = unit->undo.len;
+  if ((rc = each_store(unit, SP_OPEN, (unsigned)unit->savepoints.len)))
+    unit->savepoints.len--;
+  return rc;
+}
+
+int uow_release(uow_unit *unit) {
+  int rc = usable(unit, "release");
+  if (rc)
+    return rc;
+  if (!unit->savepoints.len)
+    return uow__unit_error(unit, UOW_EMISUSE, "release: no savepoint is open");
+  if ((rc = each_store(unit, SP_RELEASE, (unsigned)unit->savepoints.len)))
+    return rc;
+  unit->savepoints.len--;
+  /* The undo entries now belong to the enclosing savepoint, if any. */
+  if (!unit->savepoints.len)
+    unit->undo.len = 0;
+  return UOW_OK;
+}
+
+/* Put tracked objects back as they were when the savepoint was opened. */
+static void undo_objects(uow_unit *unit, const uow_savepoint_mark *sp) {
+  for (size_t i = unit->undo.len; i-- > sp->undo;) {
+    uow_undo *u = &UOW_VEC_AT(&unit->undo, uow_undo, i);
+    uow_record *rec = u->record;
+    uow__identity_remove(unit, rec);
+    rec->state = u->state;
+    rec->snapshot = u->snapshot;
+    rec->undo_mark = 0;
+    /* Re-adding cannot need memory: the map held this record before. */
+    if (u->in_map)
+      uow__identity_add(unit, rec);
+  }
+  unit->undo.len = sp->undo;
+  for (size_t i = 0; i < unit->records.len; i++) {
+    uow_record *rec = UOW_VEC_AT(&unit->records, uow_record *, i);
+    if (i >= sp->records) {
+      uow__identity_remove(unit, rec);
+      rec->state = UOW_REC_GONE;
+    } else if (rec->snapshot && rec->state != UOW_REC_GONE) {
+      /* At the savepoint everything was flushed: the snapshot is what the member were. */
+      memcpy(uow__record_object(rec), rec->snapshot, rec->map->entity->size);
+    }
+  }
+}
+
+int uow_rollback_to(uow_unit *unit) {
+  if (!unit)
+    return UOW_EINVAL;
+  if (unit->magic != UOW_UNIT_MAGIC ||
+      (unit->state != UOW_UNIT_ACTIVE && unit->state != UOW_UNIT_FAILED))
+    return usable(unit, "rollback_to");
+  if (!unit->savepoints.len)
+    return uow__unit_error(unit, UOW_EMISUSE, "rollback_to: no savepoint is open");
+  unsigned level = (unsigned)unit->savepoints.len;
+  const uow_savepoint_mark sp =
+      UOW_VEC_AT(&unit->savepoints, uow_savepoint_mark, unit->savepoints.len - 1);
+  int rc = each_store(unit, SP_ROLLBACK, level);
+  if (rc) {
+    /* The stores may be half way back: only a full rollback is safe now. */
+    unit->state = UOW_UNIT_FAILED;
+    unit->failed_depth = 0;
+    return rc;
+  }
+  undo_objects(unit, &sp);
+  drop_events_and_hooks(unit, sp.events, sp.hooks);
+  unit->savepoints.len--;
+  if (unit->state == UOW_UNIT_FAILED && unit->failed_depth >= level)
+    unit->state = UOW_UNIT_ACTIVE;
+  return UOW_OK;
+}
+
+/* ---- commit and rollback ---- */
+
+int uow_commit(uow_unit *unit) {
+  int rc = usable(unit, "commit");
+  if (rc)
+    return rc;
+  unit->committing = true;
+  rc = uow__flush(unit, true);
+  unit->committing = false;
+  if (rc) {
+    /* Roll back at once: what the message says ("nothing was written") is then true. */
+    rollback_stores(unit);
+    unit->state = UOW_UNIT_FAILED;
+    unit->failed_depth = 0;
+    unit->savepoints.len = 0;
+    return rc;
+  }
+  unit->state = UOW_UNIT_COMMITTED;
+  release_connections(unit);
+  for (size_t i = 0; i < unit->hooks.len; i++) {
+    uow_hook *hook = &UOW_VEC_AT(&unit->hooks, uow_hook, i);
+    hook->fn(hook->arg);
+  }
+  return UOW_OK;
+}
+
+int uow_rollback(uow_unit *unit) {
+  if (!unit)
+    return UOW_EINVAL;
+  if (unit->magic != UOW_UNIT_MAGIC ||
+      (unit->state != UOW_UNIT_ACTIVE && unit->state != UOW_UNIT_FAILED))
+    return usable(unit, "rollback");
+  rollback_stores(unit);
+  release_connections(unit);
+  drop_events_and_hooks(unit, 0, 0);
+  unit->savepoints.len = 0;
+  unit->state = UOW_UNIT_ROLLED_BACK;
+  return UOW_OK;
+}
