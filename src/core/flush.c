@@ -274,7 +274,9 @@ static int add_insert(flush *f, uow_record *rec) {
                           e->name);
   uint64_t columns = all_columns(e);
   if (replaced) {
-    /* delete + new with the same key: an update of the existing row */
+    /* delete + new with the same key: an update of the existing row, and the
+     * delete planned for the replaced record must not be sent */
+    replaced->visit = f->mark + 1;
     rec->snapshot = replaced->snapshot;
     columns = uow__record_changes(rec);
     rec->snapshot = NULL;
@@ -356,7 +358,7 @@ static int execute(flush *f) {
   int rc = UOW_OK;
   for (size_t i = 0; i < f->ops.len && !rc; i++) {
     flush_op *op = &UOW_VEC_AT(&f->ops, flush_op, i);
-    if (op->rec->state == UOW_REC_GONE)
+    if (op->kind == UOW_WRITE_DELETE && op->rec->visit == f->mark + 1)
       continue; /* a deleted record that a new one with its key replaced */
     switch (op->kind) {
     case UOW_WRITE_INSERT:
