@@ -56,7 +56,8 @@ extern "C" {
 #define UOW_EINVAL -5     /**< Bad argument, mapping or URL. */
 #define UOW_ENOMEM -6     /**< An allocation failed; nothing was written. */
 #define UOW_EIO -7        /**< Store unreachable, connection lost, I/O error. */
-/** The outcome of a commit is unknown to this process; uow_recover() settles it. */
+/** The outcome of a commit is unknown to this process (the connection was lost
+ * while COMMIT was in flight): check the store before running the unit again. */
 #define UOW_EINDOUBT -8
 /** @} */
 
@@ -302,7 +303,7 @@ typedef enum uow_isolation {
 typedef struct uow_begin_options {
   int version;             /**< UOW_BEGIN_OPTIONS_VERSION */
   uow_isolation isolation; /**< Isolation level. */
-  unsigned flags;          /**< UOW_FOR_UPDATE: every store transaction starts locked for writing. */
+  unsigned flags;          /**< UOW_FOR_UPDATE: every read locks its rows (SQLite: BEGIN IMMEDIATE). */
 } uow_begin_options;
 /** Current version of uow_begin_options. */
 #define UOW_BEGIN_OPTIONS_VERSION 1
@@ -323,7 +324,8 @@ UOW_API int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit *
 
 /**
  * Load an entity by primary key through the identity map: the same key in the
- * same unit gives the same pointer, and the store is asked only once.
+ * same unit gives the same pointer, and the store is asked only once. A get
+ * does not flush: a new object not flushed yet is not found by its key.
  * @param key  points to a value of the primary key's C type (int64_t *, or char ** for text keys).
  * @param out  receives the object; it belongs to the unit and lives until uow_end().
  * @return 0; UOW_ENOTFOUND (also for an object deleted in this unit); UOW_EINVAL
@@ -450,8 +452,11 @@ UOW_API int uow_rollback_to(uow_unit *unit);
  * Then the on-commit hooks run. After success the unit accepts only uow_end().
  * On failure nothing was written (except UOW_EINDOUBT) and the unit accepts only
  * uow_rollback() and uow_end().
+ * A unit that wrote to more than one store is refused with UOW_EMISUSE and
+ * rolled back before anything is committed (cross-store atomic commit is not
+ * in this version).
  * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM;
- *         UOW_EINDOUBT (outcome unknown: recovery settles it); UOW_EMISUSE.
+ *         UOW_EINDOUBT (outcome unknown to this process); UOW_EMISUSE.
  */
 UOW_API int uow_commit(uow_unit *unit);
 

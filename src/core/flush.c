@@ -130,6 +130,11 @@ static int compare_deletes(const void *a, const void *b) {
   return compare_keys(ra, rb);
 }
 
+static void sort_ops(flush *f, size_t first, int (*compare)(const void *, const void *)) {
+  if (f->ops.len - first > 1)
+    qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare);
+}
+
 static int plan(flush *f) {
   uow_unit *unit = f->unit;
   f->mark = unit->visit_serial += 2;
@@ -145,14 +150,14 @@ static int plan(flush *f) {
       rc = push_op(f, recs[i], UOW_WRITE_UPDATE);
   if (rc)
     return rc;
-  qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare_updates);
+  sort_ops(f, first, compare_updates);
   first = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_DELETED)
       rc = push_op(f, recs[i], UOW_WRITE_DELETE);
   if (rc)
     return rc;
-  qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare_deletes);
+  sort_ops(f, first, compare_deletes);
   return UOW_OK;
 }
 

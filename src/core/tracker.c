@@ -238,6 +238,7 @@ nomem:
 int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const uow_value *params,
               size_t nparams, unsigned flags, uow_vec *rows, uow_record **first) {
   uow_unit_store *us;
+  flags |= unit->opts.flags & UOW_FOR_UPDATE; /* a unit begun "for update" locks every read */
   int rc = uow__unit_join(unit, map->store, flags, &us);
   if (rc)
     return rc;

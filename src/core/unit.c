@@ -45,7 +45,7 @@ int uow__unit_store_error(uow_unit *unit, const char *what, const uow_unit_store
                       : unit->savepoints.len ? "roll back to the savepoint or roll back the unit"
                                              : "the unit must be rolled back";
   if (st->code == UOW_EINDOUBT)
-    after = "the outcome is unknown: uow_recover() settles it";
+    after = "the outcome is unknown to this process: check the store before retrying";
   return uow__unit_fail(unit, st->code ? st->code : UOW_EIO, "%s failed: store '%s': %s; %s",
                         what, us->store->name, st->message, after);
 }
@@ -406,7 +406,9 @@ int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_va
   if (rc)
     return uow__unit_store_error(unit, "exec", us, &st);
   us->proven = true;
-  us->wrote = us->wrote || n > 0;
+  /* A statement that reports no changed rows (DDL, a lock) may still have
+   * written: the store takes part in the commit as a writer. */
+  us->wrote = true;
   if (affected)
     *affected = n;
   return UOW_OK;
