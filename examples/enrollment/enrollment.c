@@ -38,7 +38,7 @@ static const uow_column course_columns[] = {
     UOW_COLUMN(course, seats_left, UOW_INT64, 0),
     UOW_COLUMN(course, version, UOW_INT64, UOW_VERSION),
 };
-static const uow_entity course_entity = UOW_ENTITY(course, "courses", course_columns);
+static const uow_entity course_entity = UOW_ENTITY(course, "demo_courses", course_columns);
 
 typedef struct enrollment {
   int64_t id;
@@ -54,7 +54,7 @@ static const uow_column enrollment_columns[] = {
     UOW_COLUMN(enrollment, enrolled_at, UOW_INT64, 0),
 };
 static const uow_entity enrollment_entity =
-    UOW_ENTITY(enrollment, "enrollments", enrollment_columns);
+    UOW_ENTITY(enrollment, "demo_enrollments", enrollment_columns);
 
 typedef struct audit {
   int64_t id;
@@ -68,7 +68,7 @@ static const uow_column audit_columns[] = {
     UOW_COLUMN(audit, detail, UOW_TEXT, 0),
     UOW_COLUMN(audit, at, UOW_INT64, 0),
 };
-static const uow_entity audit_entity = UOW_ENTITY(audit, "audit_log", audit_columns);
+static const uow_entity audit_entity = UOW_ENTITY(audit, "demo_audit_log", audit_columns);
 
 /* Outcomes of an enrollment that are business answers, not failures of the library. */
 enum { ALREADY_ENROLLED = 1, COURSE_FULL = 2, NO_SUCH_COURSE = 3 };
@@ -322,8 +322,8 @@ int main(int argc, char **argv) {
     /* A shared server: start from empty tables so that the figures below are this run's. */
     uow_unit *unit;
     if (uow_begin(env, &unit) == UOW_OK) {
-      const char *clear[] = {"DELETE FROM enrollments", "DELETE FROM audit_log",
-                             "DELETE FROM courses", "DELETE FROM uow_outbox"};
+      const char *clear[] = {"DELETE FROM demo_enrollments", "DELETE FROM demo_audit_log",
+                             "DELETE FROM demo_courses", "DELETE FROM uow_outbox"};
       if (uow_env_create_schema(env) == UOW_OK)
         for (size_t i = 0; i < 4; i++)
           uow_exec(unit, "main", clear[i], NULL, 0);
