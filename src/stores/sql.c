@@ -71,18 +71,6 @@ void uow__sql_create_table(uow_buf *sql, const uow_sql_dialect *d, const uow_ent
   uow__buf_puts(sql, ")");
 }
 
-static void column_list(uow_buf *sql, const uow_entity *e, uint64_t columns) {
-  bool first = true;
-  for (size_t i = 0; i < e->ncolumns; i++) {
-    if (!(columns & (UINT64_C(1) << i)))
-      continue;
-    if (!first)
-      uow__buf_puts(sql, ", ");
-    first = false;
-    uow__sql_ident(sql, e->columns[i].name);
-  }
-}
-
 /* The next placeholder: "?" or "$n". */
 static void param(uow_buf *sql, const uow_sql_dialect *d, size_t *n) {
   ++*n;
@@ -92,6 +80,27 @@ static void param(uow_buf *sql, const uow_sql_dialect *d, size_t *n) {
     uow__buf_puts(sql, "?");
 }
 
+typedef enum item_kind { ITEM_NAME, ITEM_PARAM, ITEM_ASSIGN } item_kind;
+
+/* The selected columns, comma-separated: "a", "b" / ?, ? / "a" = ?, "b" = ?. */
+static void column_items(uow_buf *sql, const uow_sql_dialect *d, const uow_entity *e,
+                         uint64_t columns, item_kind kind, size_t *n) {
+  bool first = true;
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    if (!(columns & (UINT64_C(1) << i)))
+      continue;
+    if (!first)
+      uow__buf_puts(sql, ", ");
+    first = false;
+    if (kind != ITEM_PARAM)
+      uow__sql_ident(sql, e->columns[i].name);
+    if (kind == ITEM_ASSIGN)
+      uow__buf_puts(sql, " = ");
+    if (kind != ITEM_NAME)
+      param(sql, d, n);
+  }
+}
+
 static uint64_t all_columns(const uow_entity *e) {
   return e->ncolumns >= 64 ? UINT64_MAX : (UINT64_C(1) << e->ncolumns) - 1;
 }
@@ -99,7 +108,7 @@ static uint64_t all_columns(const uow_entity *e) {
 void uow__sql_select(uow_buf *sql, const uow_sql_dialect *d, const uow_entity *e,
                      const char *where, bool by_key, bool for_update) {
   uow__buf_puts(sql, "SELECT ");
-  column_list(sql, e, all_columns(e));
+  column_items(sql, d, e, all_columns(e), ITEM_NAME, NULL);
   uow__buf_puts(sql, " FROM ");
   uow__sql_ident(sql, e->table);
   if (by_key) {
@@ -142,19 +151,11 @@ void uow__sql_write(uow_buf *sql, const uow_sql_dialect *d, const uow_write *w, 
     uow__buf_puts(sql, "INSERT INTO ");
     uow__sql_ident(sql, e->table);
     uow__buf_puts(sql, " (");
-    column_list(sql, e, w->columns);
+    column_items(sql, d, e, w->columns, ITEM_NAME, NULL);
     uow__buf_puts(sql, ") VALUES ");
     for (size_t r = 0; r < rows; r++) {
       uow__buf_puts(sql, r ? ", (" : "(");
-      bool first = true;
-      for (size_t i = 0; i < e->ncolumns; i++) {
-        if (!(w->columns & (UINT64_C(1) << i)))
-          continue;
-        if (!first)
-          uow__buf_puts(sql, ", ");
-        first = false;
-        param(sql, d, &n);
-      }
+      column_items(sql, d, e, w->columns, ITEM_PARAM, &n);
       uow__buf_puts(sql, ")");
     }
     if (d->returning_generated && !(w->columns & (UINT64_C(1) << uow__entity_key_index(e)))) {
@@ -162,24 +163,13 @@ void uow__sql_write(uow_buf *sql, const uow_sql_dialect *d, const uow_write *w, 
       uow__sql_ident(sql, key_column(e)->name);
     }
     break;
-  case UOW_WRITE_UPDATE: {
+  case UOW_WRITE_UPDATE:
     uow__buf_puts(sql, "UPDATE ");
     uow__sql_ident(sql, e->table);
     uow__buf_puts(sql, " SET ");
-    bool first = true;
-    for (size_t i = 0; i < e->ncolumns; i++) {
-      if (!(w->columns & (UINT64_C(1) << i)))
-        continue;
-      if (!first)
-        uow__buf_puts(sql, ", ");
-      first = false;
-      uow__sql_ident(sql, e->columns[i].name);
-      uow__buf_puts(sql, " = ");
-      param(sql, d, &n);
-    }
+    column_items(sql, d, e, w->columns, ITEM_ASSIGN, &n);
     where_key(sql, d, w, &n);
     break;
-  }
   case UOW_WRITE_DELETE:
     uow__buf_puts(sql, "DELETE FROM ");
     uow__sql_ident(sql, e->table);
