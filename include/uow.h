@@ -333,7 +333,9 @@ UOW_API int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit *
  */
 UOW_API int uow_get(uow_unit *unit, const uow_entity *entity, const void *key, void **out);
 
-/** uow_get() with flags (UOW_FOR_UPDATE). Same returns. */
+/** uow_get() with flags (UOW_FOR_UPDATE). Same returns. An object the unit
+ * already holds is returned without a new read, so it takes no new lock: lock
+ * on the first read. */
 UOW_API int uow_get_ex(uow_unit *unit, const uow_entity *entity, const void *key, unsigned flags,
                        void **out);
 
@@ -366,7 +368,9 @@ UOW_API int uow_new(uow_unit *unit, const uow_entity *entity, void **out);
 
 /**
  * Mark an object of this unit for deletion. Deleting a new object forgets it.
- * The memory stays valid until uow_end().
+ * The memory stays valid until uow_end(). `object` must be a pointer this unit
+ * returned (uow_get, uow_find, uow_new): the library reads a header in front
+ * of it, so any other pointer is undefined behaviour.
  * @return 0; UOW_EINVAL (not an object of this unit); UOW_EMISUSE.
  */
 UOW_API int uow_delete(uow_unit *unit, void *object);
@@ -387,7 +391,9 @@ UOW_API uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size);
 /**
  * Write pending changes to the stores now (commit does it anyway). On failure
  * the unit needs uow_rollback() (or uow_rollback_to() when a savepoint is open).
- * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM; UOW_EMISUSE.
+ * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM; UOW_EMISUSE;
+ *         UOW_EINVAL (a loaded key changed, new objects reference each other in a
+ *         cycle, a parent pointer is not an object of this unit).
  */
 UOW_API int uow_flush(uow_unit *unit);
 
@@ -456,7 +462,8 @@ UOW_API int uow_rollback_to(uow_unit *unit);
  * rolled back before anything is committed (cross-store atomic commit is not
  * in this version).
  * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM;
- *         UOW_EINDOUBT (outcome unknown to this process); UOW_EMISUSE.
+ *         UOW_EINDOUBT (outcome unknown to this process); UOW_EMISUSE;
+ *         UOW_EINVAL (as for uow_flush()).
  */
 UOW_API int uow_commit(uow_unit *unit);
 
