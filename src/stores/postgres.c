@@ -448,31 +448,10 @@ static bool check_tag(pg_batch *b, const pg_item *it, PGresult *res) {
   return false;
 }
 
-static void key_text(const uow_value *key, char *out, size_t cap) {
-  if (key->is_null)
-    snprintf(out, cap, "NULL");
-  else if (key->type == UOW_INT64)
-    snprintf(out, cap, "%" PRId64, key->v.i);
-  else if (key->type == UOW_TEXT)
-    snprintf(out, cap, "'%.*s'", key->v.bytes.size > 64 ? 64 : (int)key->v.bytes.size,
-             (const char *)key->v.bytes.data);
-  else
-    snprintf(out, cap, "?");
-}
-
 /* An UPDATE or DELETE that matched nothing: someone else changed the row. */
 static void write_conflict(pg_batch *b, const uow_write *w) {
-  const uow_entity *e = w->entity;
-  const char *version = NULL;
-  for (size_t i = 0; i < e->ncolumns; i++)
-    if (e->columns[i].flags & UOW_VERSION)
-      version = e->columns[i].name;
-  char key[96], check[96] = "";
-  key_text(&w->key, key, sizeof(key));
-  if (w->check_version && version)
-    snprintf(check, sizeof(check), " and %s = %" PRId64, version, w->expected);
-  batch_fail(b, UOW_ECONFLICT, "no row \"%s\" with %s = %s%s: changed or deleted by another unit",
-             e->table, e->columns[uow__entity_key_index(e)].name, key, check);
+  uow_status st = {0, ""};
+  batch_fail(b, uow__sql_stale_row(w, &st), "%s", st.message);
 }
 
 static void insert_done(pg_batch *b, const pg_item *it, PGresult *res) {

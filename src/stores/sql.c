@@ -3,6 +3,8 @@
  * checked at mapping time and quoted here; values are never put in the text,
  * they are always bound in the order uow__sql_write_params() gives.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "stores/sql.h"
@@ -209,4 +211,47 @@ size_t uow__sql_number_params(uow_buf *out, const char *sql, size_t first) {
     uow__buf_append(out, &c, 1);
   }
   return n - (first - 1);
+}
+
+/* A key for a message: numbers as they are, text quoted (and cut when long). */
+static void describe_key(const uow_value *key, char *buf, size_t cap) {
+  if (key->is_null) {
+    snprintf(buf, cap, "NULL");
+    return;
+  }
+  switch (key->type) {
+  case UOW_INT64:
+    snprintf(buf, cap, "%" PRId64, key->v.i);
+    break;
+  case UOW_DOUBLE:
+    snprintf(buf, cap, "%g", key->v.d);
+    break;
+  case UOW_BOOL:
+    snprintf(buf, cap, "%s", key->v.b ? "true" : "false");
+    break;
+  case UOW_TEXT: {
+    size_t size = key->v.bytes.size;
+    int shown = size > 100 ? 100 : (int)size;
+    snprintf(buf, cap, "'%.*s'%s", shown, key->v.bytes.data ? (const char *)key->v.bytes.data : "",
+             size > 100 ? "..." : "");
+    break;
+  }
+  case UOW_BLOB:
+    snprintf(buf, cap, "<%zu bytes>", key->v.bytes.size);
+    break;
+  }
+}
+
+/* An UPDATE or DELETE matched no row: someone else changed or deleted it. */
+int uow__sql_stale_row(const uow_write *w, uow_status *st) {
+  const uow_entity *entity = w->entity;
+  const uow_column *version = version_column(entity);
+  char key[128];
+  char expected[96] = "";
+  describe_key(&w->key, key, sizeof(key));
+  if (w->check_version && version)
+    snprintf(expected, sizeof(expected), " and %s = %" PRId64, version->name, w->expected);
+  return uow_status_set(st, UOW_ECONFLICT,
+                        "no row \"%s\" with %s = %s%s: changed or deleted by another unit",
+                        entity->table, key_column(entity)->name, key, expected);
 }

@@ -30,6 +30,9 @@ void uow__sql_select(uow_buf *sql, const uow_sql_dialect *d, const uow_entity *e
 void uow__sql_write(uow_buf *sql, const uow_sql_dialect *d, const uow_write *w, size_t rows);
 /* The parameters of one write in statement order; returns how many (at most ncolumns + 2). */
 size_t uow__sql_write_params(const uow_write *w, uow_value *params);
+/* Report an UPDATE or DELETE that matched no row as UOW_ECONFLICT, naming
+ * the table, the key and the expected version; returns UOW_ECONFLICT. */
+int uow__sql_stale_row(const uow_write *w, uow_status *st);
 /* Copy `sql` replacing each ? outside quotes with $n (n from `first`); returns the count. */
 size_t uow__sql_number_params(uow_buf *out, const char *sql, size_t first);
 

@@ -919,57 +919,6 @@ done:
 
 /* ---- writes ---- */
 
-static const uow_column *version_column(const uow_entity *entity) {
-  for (size_t i = 0; i < entity->ncolumns; i++)
-    if (entity->columns[i].flags & UOW_VERSION)
-      return &entity->columns[i];
-  return NULL;
-}
-
-/* A key for a message: numbers as they are, text quoted (and cut when long). */
-static void describe_key(const uow_value *key, char *buf, size_t cap) {
-  if (key->is_null) {
-    snprintf(buf, cap, "NULL");
-    return;
-  }
-  switch (key->type) {
-  case UOW_INT64:
-    snprintf(buf, cap, "%" PRId64, key->v.i);
-    break;
-  case UOW_DOUBLE:
-    snprintf(buf, cap, "%g", key->v.d);
-    break;
-  case UOW_BOOL:
-    snprintf(buf, cap, "%s", key->v.b ? "true" : "false");
-    break;
-  case UOW_TEXT: {
-    size_t size = key->v.bytes.size;
-    int shown = size > 100 ? 100 : (int)size;
-    snprintf(buf, cap, "'%.*s'%s", shown, key->v.bytes.data ? (const char *)key->v.bytes.data : "",
-             size > 100 ? "..." : "");
-    break;
-  }
-  case UOW_BLOB:
-    snprintf(buf, cap, "<%zu bytes>", key->v.bytes.size);
-    break;
-  }
-}
-
-/* An UPDATE or DELETE matched no row: someone else changed or deleted it. */
-static int stale_row(const uow_write *w, uow_status *st) {
-  const uow_entity *entity = w->entity;
-  const uow_column *key_column = &entity->columns[uow__entity_key_index(entity)];
-  const uow_column *version = version_column(entity);
-  char key[128];
-  char expected[96] = "";
-  describe_key(&w->key, key, sizeof(key));
-  if (w->check_version && version)
-    snprintf(expected, sizeof(expected), " and %s = %" PRId64, version->name, w->expected);
-  return uow_status_set(st, UOW_ECONFLICT,
-                        "no row \"%s\" with %s = %s%s: changed or deleted by another unit",
-                        entity->table, key_column->name, key, expected);
-}
-
 static int write_one(uow_store_conn *conn, uow_write *w, uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
   sqlite3_stmt *stmt;
@@ -995,7 +944,7 @@ static int write_one(uow_store_conn *conn, uow_write *w, uow_status *st) {
     return rc;
   w->affected = sqlite3_changes64(conn->db);
   if (w->kind != UOW_WRITE_INSERT)
-    return w->affected ? UOW_OK : stale_row(w, st);
+    return w->affected ? UOW_OK : uow__sql_stale_row(w, st);
   size_t key_index = uow__entity_key_index(w->entity);
   if (!(w->columns & (UINT64_C(1) << key_index)) &&
       (w->entity->columns[key_index].flags & UOW_GENERATED))
