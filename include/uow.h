@@ -216,11 +216,15 @@ typedef struct uow_env_options {
   int version;          /**< UOW_ENV_OPTIONS_VERSION */
   unsigned pool_size;   /**< Connections kept per store; 0 means 8. */
   const char *outbox_store; /**< Store that holds the outbox of units that wrote nowhere; NULL: the first store added. */
+  /** Version 2: the PostgreSQL store that decides units writing only to
+   * stores that can prepare (PostgreSQL); NULL: the first of them, in the
+   * order they were added. A unit that writes to SQLite is always decided there. */
+  const char *decider_store;
 } uow_env_options;
-/** Current version of uow_env_options. */
-#define UOW_ENV_OPTIONS_VERSION 1
+/** Current version of uow_env_options (1 is still accepted: no decider_store). */
+#define UOW_ENV_OPTIONS_VERSION 2
 /** Defaults for uow_env_options. */
-#define UOW_ENV_OPTIONS_INIT {UOW_ENV_OPTIONS_VERSION, 0, NULL}
+#define UOW_ENV_OPTIONS_INIT {UOW_ENV_OPTIONS_VERSION, 0, NULL, NULL}
 
 /**
  * Create an environment.
@@ -278,6 +282,82 @@ UOW_API int uow_env_create_schema(uow_env *env);
  * this environment. Valid until the next such call on it. Never NULL.
  */
 UOW_API const char *uow_env_errmsg(const uow_env *env);
+
+/** @} */
+
+/** @defgroup recovery Recovery and status
+ * Units that wrote to several stores commit with two-phase commit: every store
+ * but the decider prepares, then the decider commits the unit's decision record
+ * (the commit point), then the prepared stores commit. A crash between those
+ * steps leaves prepared transactions "in doubt"; uow_recover() settles them.
+ * @{ */
+
+/** Counts of what uow_recover() did. */
+typedef struct uow_recover_report {
+  int version;              /**< UOW_RECOVER_REPORT_VERSION; set by the caller. */
+  size_t in_doubt;          /**< Prepared transactions of libuow found. */
+  size_t committed;         /**< Committed: the decider holds the unit's commit decision. */
+  size_t rolled_back;       /**< Rolled back: no commit decision (an abort record fences it). */
+  size_t fenced;            /**< Abort records written by this call. */
+  size_t decisions_removed; /**< Decision records removed: every participant had finished. */
+  size_t skipped;           /**< Left alone (decider not in this environment, or unreachable). */
+} uow_recover_report;
+/** Current version of uow_recover_report. */
+#define UOW_RECOVER_REPORT_VERSION 1
+/** Initialiser for uow_recover_report. */
+#define UOW_RECOVER_REPORT_INIT {UOW_RECOVER_REPORT_VERSION, 0, 0, 0, 0, 0, 0}
+
+/**
+ * Settle every unit left in doubt by a crash or an outage, in every store of
+ * the environment: a prepared transaction whose decider holds the commit
+ * decision is committed; one without a decision is fenced (an abort record is
+ * written in the decider, which waits for a decider transaction still in
+ * flight and fails if that one committed) and rolled back. Finished decision
+ * records are removed. No timeouts decide anything: a unit being committed at
+ * the same moment either finishes or is aborted whole. Abort records are kept
+ * for 7 days, so a committer that stalled is still fenced when it wakes up.
+ *
+ * @param env     the environment, with every store that takes part in
+ *                multi-store units added (a unit whose decider is missing is
+ *                skipped and counted).
+ * @param report  receives the counts (its version set by the caller), or NULL.
+ * @return 0 when every unit found was settled; UOW_EIO when a store could not
+ *         be reached or a step failed (the message says which; what was done is
+ *         counted, run it again); UOW_EINVAL (NULL env, bad report version);
+ *         UOW_ENOMEM.
+ * Threads: any; safe while units run and beside another uow_recover(), in this
+ * process or another.
+ */
+UOW_API int uow_recover(uow_env *env, uow_recover_report *report);
+
+/** What uow_env_status() tells of one store. Counts are -1 when unknown. */
+typedef struct uow_store_status {
+  const char *name;       /**< The store's name (owned by the environment). */
+  const char *url;        /**< Its URL with any password hidden (owned by the environment). */
+  const char *scheme;     /**< The driver's URL scheme, e.g. "sqlite" or "postgresql". */
+  bool transactional;     /**< Units' writes to it are transactional. */
+  bool can_prepare;       /**< It can take part in a multi-store unit as a prepared participant. */
+  bool reachable;         /**< A connection and the queries below worked. */
+  int64_t in_doubt;       /**< Prepared transactions of libuow waiting for uow_recover(). */
+  int64_t decisions;      /**< Decision records it holds as a decider. */
+  int64_t outbox_pending; /**< Outbox rows not delivered yet. */
+  int64_t outbox_dead;    /**< Outbox rows that failed too often and were set aside. */
+  char error[256];        /**< Why it is not reachable or a count is unknown; "" if fine. */
+} uow_store_status;
+
+/**
+ * Report on every store of the environment: reachability, in-doubt units and
+ * the outbox backlog. Stores whose library tables do not exist yet report
+ * their counts as -1 with a note in `error`.
+ * @param env    the environment.
+ * @param out    array of `cap` entries to fill, in the order stores were added.
+ * @param cap    its size; may be 0 to learn the count.
+ * @param count  receives the number of stores in the environment.
+ * @return 0 (even when a store is unreachable: see `reachable` and `error`);
+ *         UOW_EINVAL (NULL env or count, NULL out with cap > 0); UOW_ENOMEM.
+ * Threads: any.
+ */
+UOW_API int uow_env_status(uow_env *env, uow_store_status *out, size_t cap, size_t *count);
 
 /** @} */
 
@@ -458,9 +538,13 @@ UOW_API int uow_rollback_to(uow_unit *unit);
  * Then the on-commit hooks run. After success the unit accepts only uow_end().
  * On failure nothing was written (except UOW_EINDOUBT) and the unit accepts only
  * uow_rollback() and uow_end().
- * A unit that wrote to more than one store is refused with UOW_EMISUSE and
- * rolled back before anything is committed (cross-store atomic commit is not
- * in this version).
+ * A unit that wrote to more than one store commits with two-phase commit (see
+ * uow_recover()): all its stores or none. It may write to at most one store
+ * that cannot prepare (SQLite); a unit that would write to a second one, or to
+ * a PostgreSQL server with max_prepared_transactions = 0 beside another store,
+ * is refused with UOW_EMISUSE before that write is sent.
+ * UOW_EINDOUBT: the decider's commit was cut off; uow_recover() settles the
+ * unit later (all or nothing).
  * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM;
  *         UOW_EINDOUBT (outcome unknown to this process); UOW_EMISUSE;
  *         UOW_EINVAL (as for uow_flush()).

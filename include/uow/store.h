@@ -158,10 +158,27 @@ typedef struct uow_store_ops {
               int64_t *affected, uow_status *st);
   /** Count of round trips to the server on this connection (0 if not meaningful). */
   uint64_t (*round_trips)(uow_store_conn *conn);
+
+  /* ---- ABI 2 ---- */
+
+  /**
+   * Can this store take part in a multi-store unit as a prepared participant
+   * right now? UOW_OK if so; otherwise a code with a message saying why and
+   * what to change (PostgreSQL: max_prepared_transactions is 0). NULL: yes
+   * whenever the caps include UOW_STORE_PREPARE.
+   */
+  int (*prepare_ready)(uow_store_driver *drv, uow_status *st);
+  /**
+   * Run a query with `?` parameters that returns one row with one integer
+   * column (e.g. SELECT count(*) ...) and store it in `*out`. Used by the
+   * core's status and recovery, outside or inside a transaction.
+   */
+  int (*query_int64)(uow_store_conn *conn, const char *sql, const uow_value *params,
+                     size_t nparams, int64_t *out, uow_status *st);
 } uow_store_ops;
 
-/** The version of uow_store_ops this header describes. */
-#define UOW_STORE_ABI 1
+/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64). */
+#define UOW_STORE_ABI 2
 
 /**
  * Make a store available to every environment opened afterwards. The built-in

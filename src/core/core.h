@@ -13,6 +13,11 @@
 
 /* ---- environment (env.c) ---- */
 
+/* Stores per environment: units keep sets of them as 64-bit masks. */
+#define UOW__STORES_MAX 64
+/* Bytes in a store's name: two of them go into a two-phase commit gid. */
+#define UOW__STORE_NAME_MAX 64
+
 typedef struct uow_store {
   char *name;
   char *url; /* redacted: safe to print */
@@ -26,6 +31,9 @@ typedef struct uow_store {
   size_t nidle;
   unsigned open;
   unsigned max;
+  /* Decision records of units that finished (every participant committed),
+   * deleted in this store's next decider transaction; guarded by `lock`. */
+  uow_vec finished; /* char * */
 } uow_store;
 
 /* An entity mapped to a store, with what the core derives from its columns. */
@@ -79,7 +87,8 @@ extern const uow_entity uow__outbox_entity;
 
 typedef struct uow_decision_row {
   char *unit_id;
-  char *outcome;
+  char *outcome;      /* "commit" or "abort" */
+  char *participants; /* names of the prepared stores, comma-separated */
   int64_t created_at;
 } uow_decision_row;
 extern const uow_entity uow__decision_entity;
@@ -145,6 +154,7 @@ typedef struct uow_unit_store {
   bool wrote;
   bool reused;  /* the connection came from the pool idle list */
   bool proven;  /* a statement succeeded on it in this unit */
+  bool prepared; /* two-phase commit: its part is prepared, awaiting the decision */
 } uow_unit_store;
 
 typedef enum uow_unit_state {
@@ -175,6 +185,7 @@ struct uow_unit {
   unsigned visit_serial;
   unsigned failed_depth; /* savepoint depth when the unit failed */
   bool committing;       /* inside uow_commit: a failure there rolls everything back */
+  uow_vec cleanup;       /* char *: finished decisions this commit deletes in its decider */
   char errmsg[1024];
 };
 
@@ -212,5 +223,37 @@ int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const u
 
 /* Flush (flush.c): write pending changes; with `commit`, also the outbox and COMMIT. */
 int uow__flush(uow_unit *unit, bool commit);
+
+/* ---- coordinator (coord.c): two-phase commit across stores, recovery ---- */
+
+/* Every prepared transaction of libuow has a gid starting so (see coord.c). */
+#define UOW__GID_PREFIX "uow1:"
+
+/* Check that the stores in `writers` (bit i: env store i) may take part in one
+ * unit, and pick its decider: NULL when at most one store writes. Fails the
+ * unit with UOW_EMISUSE, before anything is sent, when they may not. */
+int uow__coord_plan(uow_unit *unit, uint64_t writers, uow_store **decider);
+/* The stores the unit has written to so far, as a mask for uow__coord_plan. */
+uint64_t uow__coord_writers(const uow_unit *unit);
+/* Prepare every written store but the decider; on failure roll back those
+ * prepared and fail the unit. */
+int uow__coord_prepare(uow_unit *unit, uow_store *decider);
+/* The decision row for the decider's transaction (in the unit's arena). */
+uow_decision_row *uow__coord_decision(uow_unit *unit, int64_t now);
+/* In the decider's transaction: delete the decision records of units that
+ * finished earlier (taken from the store's queue into unit->cleanup). */
+int uow__coord_cleanup(uow_unit *unit, uow_unit_store *decider);
+/* After the decider committed: commit every prepared store (a failure is left
+ * to uow_recover: the unit has committed) and queue the decision for deletion. */
+void uow__coord_finish(uow_unit *unit, uow_store *decider);
+/* The decider did not commit: roll the prepared stores back (unless the
+ * outcome is unknown) and give the cleanup work back to the queue. */
+void uow__coord_abort(uow_unit *unit, uow_store *decider, bool in_doubt);
+/* Delete queued decision records of every store (at uow_env_close). */
+void uow__coord_drain(uow_env *env);
+/* Crash points for the crash tests: with UOW_CRASH_POINTS compiled in, end the
+ * process at once (SIGKILL) when UOW_CRASH_AT names this point ("name" or
+ * "name@N" for the Nth time it is reached). `index` > 0 is appended: "_1". */
+void uow__crash_point(const char *name, unsigned index);
 
 #endif /* UOW_CORE_H */

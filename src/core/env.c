@@ -74,20 +74,23 @@ int uow_env_open(const uow_env_options *opts, uow_env **out) {
   if (!out)
     return UOW_EINVAL;
   *out = NULL;
-  if (opts && opts->version != UOW_ENV_OPTIONS_VERSION)
+  if (opts && (opts->version < 1 || opts->version > UOW_ENV_OPTIONS_VERSION))
     return UOW_EINVAL;
   uow_env *env = uow__calloc(1, sizeof(*env));
   if (!env)
     return UOW_ENOMEM;
   uow_env_options defaults = UOW_ENV_OPTIONS_INIT;
-  env->opts = opts ? *opts : defaults;
+  env->opts = defaults;
+  if (opts) {
+    env->opts.pool_size = opts->pool_size;
+    if (opts->outbox_store && !(env->opts.outbox_store = uow__strdup(opts->outbox_store)))
+      goto nomem;
+    if (opts->version >= 2 && opts->decider_store &&
+        !(env->opts.decider_store = uow__strdup(opts->decider_store)))
+      goto nomem;
+  }
   if (!env->opts.pool_size)
     env->opts.pool_size = DEFAULT_POOL;
-  env->opts.outbox_store = NULL; /* copied below */
-  if (opts && opts->outbox_store && !(env->opts.outbox_store = uow__strdup(opts->outbox_store))) {
-    uow__free(env);
-    return UOW_ENOMEM;
-  }
   pthread_mutex_init(&env->lock, NULL);
   /* Unit ids must not repeat across processes and restarts: a random nonce
    * beside a counter. The clock is the fallback if the kernel has no entropy call. */
@@ -95,6 +98,10 @@ int uow_env_open(const uow_env_options *opts, uow_env **out) {
     env->nonce = (uint64_t)time(NULL) ^ ((uint64_t)(uintptr_t)env << 16);
   *out = env;
   return UOW_OK;
+nomem:
+  uow__free((char *)env->opts.outbox_store);
+  uow__free(env);
+  return UOW_ENOMEM;
 }
 
 static void store_close(uow_store *store) {
@@ -104,6 +111,9 @@ static void store_close(uow_store *store) {
     store->ops->close(store->driver);
   pthread_mutex_destroy(&store->lock);
   pthread_cond_destroy(&store->available);
+  for (size_t i = 0; i < store->finished.len; i++)
+    uow__free(UOW_VEC_AT(&store->finished, char *, i));
+  uow__vec_free(&store->finished);
   uow__free(store->idle);
   uow__free(store->name);
   uow__free(store->url);
@@ -113,6 +123,7 @@ static void store_close(uow_store *store) {
 void uow_env_close(uow_env *env) {
   if (!env)
     return;
+  uow__coord_drain(env);
   for (size_t i = 0; i < env->stores.len; i++)
     store_close(UOW_VEC_AT(&env->stores, uow_store *, i));
   for (size_t i = 0; i < env->mappings.len; i++)
@@ -126,6 +137,7 @@ void uow_env_close(uow_env *env) {
   uow__vec_free(&env->mappings);
   uow__map_free(&env->by_entity);
   uow__free((char *)env->opts.outbox_store);
+  uow__free((char *)env->opts.decider_store);
   pthread_mutex_destroy(&env->lock);
   uow__free(env);
 }
@@ -142,9 +154,13 @@ uow_store *uow__env_store(const uow_env *env, const char *name) {
 int uow_env_add_store(uow_env *env, const char *name, const char *url) {
   if (!env)
     return UOW_EINVAL;
-  if (!name || !uow__identifier_ok(name))
+  if (!name || !uow__identifier_ok(name) || strlen(name) >= UOW__STORE_NAME_MAX)
     return uow__env_fail(env, UOW_EINVAL,
-                         "add store: the name must be letters, digits and underscores");
+                         "add store: the name must be 1 to %d letters, digits and underscores",
+                         UOW__STORE_NAME_MAX - 1);
+  if (env->stores.len >= UOW__STORES_MAX)
+    return uow__env_fail(env, UOW_EINVAL, "add store '%s': an environment holds at most %d stores",
+                         name, UOW__STORES_MAX);
   if (!url)
     return uow__env_fail(env, UOW_EINVAL, "add store '%s': no URL", name);
   char shown[512];

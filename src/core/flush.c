@@ -11,7 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <stdio.h>
 
 #include "core/core.h"
 
@@ -386,17 +386,27 @@ static int execute(flush *f) {
 
 /* ---- commit ---- */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+
+/* A row of one of the library's tables joins the pending batch on `store`;
+ * its first column, when generated, is left to the store. */
+static int add_row(flush *f, uow_store *store, const uow_entity *e, const void *row) {
+  int rc;
+  uow_write *w = batch_add(f, store, NULL, NULL, &rc);
+  if (!w)
+    return rc;
+  w->kind = UOW_WRITE_INSERT;
+  w->entity = e;
+  w->columns = all_columns(e);
+  if (e->columns[0].flags & UOW_GENERATED)
+    w->columns &= ~UINT64_C(1);
+  if (!(w->values = object_values(f, e, row)))
+    return uow__unit_fail(f->unit, UOW_ENOMEM, "commit: out of memory");
+  return UOW_OK;
 }
 
 /* The outbox rows of the unit's events join the pending batch on `store`. */
-static int add_events(flush *f, uow_store *store) {
+static int add_events(flush *f, uow_store *store, int64_t now) {
   uow_unit *unit = f->unit;
-  const uow_entity *e = &uow__outbox_entity;
-  int64_t now = now_ms();
   for (size_t i = 0; i < unit->events.len; i++) {
     const uow_event *ev = &UOW_VEC_AT(&unit->events, uow_event, i);
     uow_outbox_row *row = uow__arena_alloc(&f->scratch, sizeof(*row));
@@ -411,15 +421,9 @@ static int add_events(flush *f, uow_store *store) {
     row->payload.size = ev->len;
     row->created_at = now;
     row->next_attempt_at = now;
-    int rc;
-    uow_write *w = batch_add(f, store, NULL, NULL, &rc);
-    if (!w)
+    int rc = add_row(f, store, &uow__outbox_entity, row);
+    if (rc)
       return rc;
-    w->kind = UOW_WRITE_INSERT;
-    w->entity = e;
-    w->columns = all_columns(e) & ~UINT64_C(1); /* the id is generated */
-    if (!(w->values = object_values(f, e, row)))
-      return uow__unit_fail(unit, UOW_ENOMEM, "commit: out of memory");
   }
   return UOW_OK;
 }
@@ -435,36 +439,40 @@ static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
   return named ? named : UOW_VEC_AT(&env->stores, uow_store *, 0);
 }
 
-/* Stores this unit writes to, counting what is planned, known before writing anything. */
-static size_t planned_stores(const flush *f) {
-  size_t n = 0;
-  for (size_t i = 0; i < f->unit->nstores; i++) {
-    uow_store *store = f->unit->stores[i].store;
-    bool used = f->unit->stores[i].wrote;
-    for (size_t j = 0; j < f->ops.len && !used; j++)
-      used = UOW_VEC_AT(&f->ops, flush_op, j).rec->map->store == store;
-    n += used;
-  }
-  return n;
+/* The stores this unit writes to, counting what is planned: known before
+ * anything is sent, so a unit the coordinator cannot commit writes nothing. */
+static int admit(flush *f, uow_store **decider) {
+  uint64_t writers = uow__coord_writers(f->unit);
+  for (size_t i = 0; i < f->ops.len; i++)
+    writers |= UINT64_C(1) << UOW_VEC_AT(&f->ops, flush_op, i).rec->map->store->index;
+  return uow__coord_plan(f->unit, writers, decider);
 }
 
-static int finish_commit(flush *f) {
-  uow_unit *unit = f->unit;
-  uow_store *target = outbox_store(unit, f->writes.len ? f->store : NULL);
-  /* Read-only participants first: if one fails, nothing has been committed. */
+/* Commit the stores the unit only read from (all but `except`): if one
+ * fails, nothing has been committed yet. */
+static int commit_readers(uow_unit *unit, const uow_store *except) {
   for (size_t i = 0; i < unit->nstores; i++) {
     uow_unit_store *us = &unit->stores[i];
-    if (!us->in_txn || us->store == target)
+    if (!us->in_txn || us->wrote || us->store == except)
       continue;
     uow_status st = {0, ""};
-    int rc = us->store->ops->commit(us->conn, &st);
-    if (rc)
+    if (us->store->ops->commit(us->conn, &st))
       return uow__unit_store_error(unit, "commit", us, &st);
     us->in_txn = false;
   }
+  return UOW_OK;
+}
+
+/* One store written: its last batch, the outbox rows and COMMIT go together. */
+static int finish_one_phase(flush *f) {
+  uow_unit *unit = f->unit;
+  uow_store *target = outbox_store(unit, f->writes.len ? f->store : NULL);
+  int rc = commit_readers(unit, target);
+  if (rc)
+    return rc;
   if (!unit->events.len && !f->writes.len && !unit->stores[target->index].in_txn)
     return UOW_OK;
-  int rc = add_events(f, target);
+  rc = add_events(f, target, uow__now_ms());
   if (!rc) {
     f->store = target;
     rc = run_batch(f, true);
@@ -474,21 +482,75 @@ static int finish_commit(flush *f) {
   return rc;
 }
 
+/* Say plainly what a failed decider commit means for a multi-store unit. */
+static int decider_failed(uow_unit *unit, int rc) {
+  char was[sizeof(unit->errmsg)];
+  snprintf(was, sizeof(was), "%s", unit->errmsg);
+  if (rc == UOW_EINDOUBT)
+    return uow__unit_fail(unit, rc,
+                          "%s. The unit's other stores stay prepared until uow_recover() "
+                          "settles them the way the decider went: all or nothing",
+                          was);
+  if (rc == UOW_ECONSTRAINT && strstr(was, "uow_decision"))
+    return uow__unit_fail(unit, UOW_ECONFLICT,
+                          "commit: uow_recover() aborted this unit while it was being "
+                          "committed (it found the unit prepared but not yet decided); "
+                          "nothing was written; run the unit again (%s)",
+                          was);
+  return rc;
+}
+
+/* Several stores written: two-phase commit with the decision in the decider
+ * (see coord.c). */
+static int finish_two_phase(flush *f, uow_store *decider) {
+  uow_unit *unit = f->unit;
+  int rc = UOW_OK;
+  if (f->writes.len && f->store != decider)
+    rc = run_batch(f, false);
+  if (!rc)
+    rc = commit_readers(unit, decider);
+  if (!rc)
+    rc = uow__coord_prepare(unit, decider);
+  if (rc)
+    return rc;
+  uow_unit_store *dus = &unit->stores[decider->index];
+  int64_t now = uow__now_ms();
+  uow_decision_row *decision = uow__coord_decision(unit, now);
+  rc = decision ? uow__coord_cleanup(unit, dus) : UOW_ENOMEM;
+  if (!rc)
+    rc = add_events(f, decider, now);
+  if (!rc)
+    rc = add_row(f, decider, &uow__decision_entity, decision);
+  if (!rc) {
+    uow__crash_point("before_decision", 0);
+    f->store = decider;
+    rc = run_batch(f, true);
+  }
+  if (rc) {
+    uow__coord_abort(unit, decider, rc == UOW_EINDOUBT);
+    return decider_failed(unit, rc);
+  }
+  dus->in_txn = false;
+  uow__crash_point("after_decision", 0);
+  uow__coord_finish(unit, decider);
+  return UOW_OK;
+}
+
 int uow__flush(uow_unit *unit, bool commit) {
   flush f;
   memset(&f, 0, sizeof(f));
   f.unit = unit;
   uow__arena_init(&f.scratch);
+  uow_store *decider = NULL;
   int rc = plan(&f);
-  if (!rc && commit && planned_stores(&f) > 1)
-      rc = uow__unit_fail(unit, UOW_EMISUSE,
-                          "commit: this unit wrote to more than one store; atomic commit across "
-                          "stores needs a two-phase commit coordinator, and this build refuses "
-                          "such units before writing anything: keep each unit in one store");
+  if (!rc)
+    rc = admit(&f, &decider);
   if (!rc)
     rc = execute(&f);
-  if (!rc)
-    rc = commit ? finish_commit(&f) : run_batch(&f, false);
+  if (!rc && !commit)
+    rc = run_batch(&f, false);
+  else if (!rc)
+    rc = decider ? finish_two_phase(&f, decider) : finish_one_phase(&f);
   uow__vec_free(&f.ops);
   uow__vec_free(&f.writes);
   uow__vec_free(&f.owners);

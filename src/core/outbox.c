@@ -4,7 +4,9 @@
  *
  * uow_outbox holds events (kind 'event') and, later, intents for stores that
  * cannot join a transaction (kind 'intent'); it is written in the unit's own
- * transaction. uow_decision holds the decision records of multi-store units.
+ * transaction. uow_decision holds the decision records of multi-store units:
+ * outcome 'commit' (written by the committer at the commit point) or 'abort'
+ * (written by recovery to fence a unit that never reached it).
  * The columns are meant to last: relays and tools read them.
  */
 #include <time.h>
@@ -32,6 +34,7 @@ const uow_entity uow__outbox_entity = UOW_ENTITY(uow_outbox_row, "uow_outbox", o
 static const uow_column decision_columns[] = {
     UOW_COLUMN(uow_decision_row, unit_id, UOW_TEXT, UOW_PRIMARY_KEY),
     UOW_COLUMN(uow_decision_row, outcome, UOW_TEXT, 0),
+    UOW_COLUMN(uow_decision_row, participants, UOW_TEXT, 0),
     UOW_COLUMN(uow_decision_row, created_at, UOW_INT64, 0),
 };
 const uow_entity uow__decision_entity =

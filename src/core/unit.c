@@ -167,6 +167,7 @@ void uow_end(uow_unit *unit) {
   uow__vec_free(&unit->records);
   uow__vec_free(&unit->savepoints);
   uow__vec_free(&unit->undo);
+  uow__vec_free(&unit->cleanup);
   uow__map_free(&unit->identity);
   uow__arena_free(&unit->arena);
   unit->state = UOW_UNIT_ENDED;
@@ -395,7 +396,10 @@ int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_va
     return uow__unit_error(unit, UOW_EINVAL, "exec: sql and params are required");
   if (!(target->ops->caps & UOW_STORE_SQL))
     return uow__unit_error(unit, UOW_EINVAL, "exec: store '%s' does not run SQL", store);
-  if ((rc = uow__flush(unit, false)))
+  uow_store *decider;
+  if ((rc = uow__flush(unit, false)) ||
+      (rc = uow__coord_plan(unit, uow__coord_writers(unit) | UINT64_C(1) << target->index,
+                            &decider)))
     return rc;
   uow_unit_store *us;
   if ((rc = uow__unit_join(unit, target, 0, &us)))

@@ -17,14 +17,13 @@
  *    back in binary; postgres_values.c converts both ways.
  *  - SQLSTATEs map to UOW_E* codes; a COMMIT whose reply was lost with the
  *    connection is UOW_EINDOUBT.
- *
- * Besides uow__postgres_store, the core declares extern (no header of its own):
- *   int uow__postgres_max_prepared(uow_store_driver *drv);
- * the server's max_prepared_transactions, read at open: the core refuses
- * multi-store units on a server where it is 0.
+ *  - Two-phase commit: PREPARE TRANSACTION and its kin, and prepare_ready,
+ *    which tells the core whether the server's max_prepared_transactions
+ *    (read at open) lets this store join a multi-store unit.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -37,7 +36,6 @@
 #include "stores/sql.h"
 
 extern const uow_store_ops uow__postgres_store;
-int uow__postgres_max_prepared(uow_store_driver *drv);
 
 enum {
   STMT_CACHE_MAX = 512,  /* prepared statements kept per connection */
@@ -125,7 +123,8 @@ typedef enum item_kind {
   ITEM_WRITE,   /* one INSERT (maybe multi-row), UPDATE or DELETE */
   ITEM_READ,    /* rows for a uow_row_fn */
   ITEM_EXEC,    /* a caller's statement */
-  ITEM_GIDS     /* prepared transaction names for a uow_gid_fn */
+  ITEM_GIDS,    /* prepared transaction names for a uow_gid_fn */
+  ITEM_SCALAR   /* one row, one integer column, into `affected` */
 } item_kind;
 
 /* What to do with the replies to one queued request. */
@@ -140,7 +139,7 @@ typedef struct pg_item {
   uow_row_fn row_fn;        /* ITEM_READ */
   uow_gid_fn gid_fn;        /* ITEM_GIDS */
   void *ctx;                /* ITEM_READ, ITEM_GIDS */
-  int64_t *affected;        /* ITEM_EXEC, may be NULL */
+  int64_t *affected;        /* ITEM_EXEC (may be NULL), ITEM_SCALAR */
 } pg_item;
 
 typedef struct pg_batch {
@@ -552,6 +551,19 @@ static void list_gids(const pg_item *it, PGresult *res) {
     it->gid_fn(it->ctx, PQgetvalue(res, r, 0)); /* libpq NUL-terminates every value */
 }
 
+static void read_scalar(pg_batch *b, const pg_item *it, PGresult *res) {
+  char *end = NULL;
+  const char *text = PQntuples(res) == 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0)
+                         ? PQgetvalue(res, 0, 0)
+                         : "";
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (!*text || *end || errno)
+    batch_fail(b, UOW_EIO, "the query did not return one integer");
+  else
+    *it->affected = v;
+}
+
 static void item_succeeded(pg_batch *b, const pg_item *it, PGresult *res) {
   switch (it->kind) {
   case ITEM_PREPARE:
@@ -582,6 +594,9 @@ static void item_succeeded(pg_batch *b, const pg_item *it, PGresult *res) {
     break;
   case ITEM_GIDS:
     list_gids(it, res);
+    break;
+  case ITEM_SCALAR:
+    read_scalar(b, it, res);
     break;
   default:
     break;
@@ -951,12 +966,11 @@ static pg_stmt *exec_stmt(pg_batch *b, const char *sql, size_t nparams) {
   return s;
 }
 
-static int pg_exec(uow_store_conn *c, const char *sql, const uow_value *params, size_t nparams,
-                   int64_t *affected, uow_status *st) {
-  if (affected)
-    *affected = 0;
+/* A caller's statement with `?` parameters, prepared once per connection. */
+static int run_statement(uow_store_conn *c, const char *sql, const uow_value *params,
+                         size_t nparams, item_kind kind, int64_t *out, uow_status *st) {
   if (!sql || (nparams && !params) || nparams > PARAMS_MAX)
-    return fail(st, UOW_EINVAL, "exec: bad arguments");
+    return fail(st, UOW_EINVAL, "bad statement arguments");
   pg_batch b;
   int rc = batch_start(&b, c, st);
   if (rc != UOW_OK)
@@ -965,11 +979,25 @@ static int pg_exec(uow_store_conn *c, const char *sql, const uow_value *params, 
   cache_trim(&b);
   if (!b.code && set_params(&b, params, nparams, false)) {
     pg_stmt *s = exec_stmt(&b, sql, nparams);
-    pg_item what = {.kind = ITEM_EXEC, .affected = affected};
+    pg_item what = {.kind = kind, .affected = out};
     if (s)
       queue_prepared(&b, s, &what);
   }
   return batch_run(&b);
+}
+
+static int pg_exec(uow_store_conn *c, const char *sql, const uow_value *params, size_t nparams,
+                   int64_t *affected, uow_status *st) {
+  if (affected)
+    *affected = 0;
+  return run_statement(c, sql, params, nparams, ITEM_EXEC, affected, st);
+}
+
+static int pg_query_int64(uow_store_conn *c, const char *sql, const uow_value *params,
+                          size_t nparams, int64_t *out, uow_status *st) {
+  if (!out)
+    return fail(st, UOW_EINVAL, "query: no result pointer");
+  return run_statement(c, sql, params, nparams, ITEM_SCALAR, out, st);
 }
 
 static int pg_create_table(uow_store_conn *c, const uow_entity *entity, uow_status *st) {
@@ -1275,7 +1303,16 @@ cleanup:
   return rc;
 }
 
-int uow__postgres_max_prepared(uow_store_driver *drv) { return drv ? drv->max_prepared : 0; }
+static int pg_prepare_ready(uow_store_driver *drv, uow_status *st) {
+  if (drv->max_prepared > 0)
+    return UOW_OK;
+  return fail(st, UOW_EMISUSE,
+              "%s has max_prepared_transactions = 0, so it cannot prepare its part of a "
+              "unit that writes to several stores; set max_prepared_transactions > 0 in "
+              "postgresql.conf and restart the server, or keep this store's writes in "
+              "units of their own",
+              drv->redacted);
+}
 
 static unsigned pg_max_connections(uow_store_driver *drv) {
   (void)drv; /* the server's max_connections is shared with everyone else */
@@ -1347,4 +1384,6 @@ const uow_store_ops uow__postgres_store = {
     .write = pg_write,
     .exec = pg_exec,
     .round_trips = pg_round_trips,
+    .prepare_ready = pg_prepare_ready,
+    .query_int64 = pg_query_int64,
 };

@@ -1133,6 +1133,31 @@ static int sqlite_exec(uow_store_conn *conn, const char *sql, const uow_value *p
   return run_text(conn, sql, params, nparams, affected, st);
 }
 
+static int sqlite_query_int64(uow_store_conn *conn, const char *sql, const uow_value *params,
+                              size_t nparams, int64_t *out, uow_status *st) {
+  if (!sql || !out)
+    return uow_status_set(st, UOW_EINVAL, "query: no SQL statement or no result pointer");
+  int rc = check_transaction(conn, st);
+  stmt_key key = {STMT_EXEC, NULL, 0, false, sql};
+  sqlite3_stmt *stmt;
+  if (rc || (rc = statement_for(conn, &key, &stmt, st)))
+    return rc;
+  if ((rc = bind_params(conn, stmt, params, nparams, st))) {
+    finish(stmt);
+    return rc;
+  }
+  int src = sqlite3_step(stmt);
+  if (src == SQLITE_ROW && sqlite3_column_count(stmt) >= 1 &&
+      sqlite3_column_type(stmt, 0) == SQLITE_INTEGER)
+    *out = sqlite3_column_int64(stmt, 0);
+  else if (src == SQLITE_ROW || src == SQLITE_DONE)
+    rc = uow_status_set(st, UOW_EIO, "the query did not return one integer: \"%s\"", sql);
+  else
+    rc = sqlite_failure(conn, src, sql, st);
+  finish(stmt);
+  return rc;
+}
+
 /* In-process: there is no server to make round trips to. */
 static uint64_t sqlite_round_trips(uow_store_conn *conn) {
   (void)conn;
@@ -1168,4 +1193,6 @@ const uow_store_ops uow__sqlite_store = {
     .write = sqlite_write,
     .exec = sqlite_exec,
     .round_trips = sqlite_round_trips,
+    .prepare_ready = NULL,
+    .query_int64 = sqlite_query_int64,
 };

@@ -101,6 +101,10 @@ uint64_t uow__value_hash(const uow_value *value);
  * checked at mapping time to be [A-Za-z_][A-Za-z0-9_]*. */
 bool uow__identifier_ok(const char *name);
 
+/* ---- time (clock.c) ---- */
+/* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t uow__now_ms(void);
+
 /* ---- errors (error.c) ---- */
 /* Remove a URL's password ("user:secret@" -> "user:***@") into `out`. */
 void uow__redact_url(const char *url, char *out, size_t cap);
