@@ -21,6 +21,8 @@
 #   UOW_TEST_STORE     sqlite | postgresql (only with STORES)
 #   UOW_TEST_TMPDIR    a directory of its own, also its working directory
 #   UOW_TEST_PG_URL    libpq URL of the throwaway server (store postgresql or NEEDS postgres)
+#   UOW_TEST_PG_DIR    its servers directory, for `scripts/pg-test-server.sh restart DIR`
+#                      (the same tests); only a test holding uow_postgres may restart it
 #   UOW_TEST_REDIS_URL redis+unix:///path/redis.sock (NEEDS redis); UOW_TEST_REDIS_SOCKET the path
 #   UOW_SOURCE_DIR     the source tree (test data)
 # Servers: fixtures fixture.postgres.* / fixture.redis.* start and stop them
@@ -189,7 +191,8 @@ function(uow_add_test_suite name)
       list(APPEND locks uow_${need})
       list(APPEND labels ${need})
       if(need STREQUAL "postgres")
-        list(APPEND env "UOW_TEST_PG_URL=${UOW_TEST_PG_URL}")
+        list(APPEND env "UOW_TEST_PG_URL=${UOW_TEST_PG_URL}"
+                        "UOW_TEST_PG_DIR=${UOW_TEST_SERVERS_DIR}")
       else()
         list(APPEND env "UOW_TEST_REDIS_URL=${UOW_TEST_REDIS_URL}"
                         "UOW_TEST_REDIS_SOCKET=${UOW_TEST_REDIS_SOCKET}")

@@ -3,28 +3,36 @@
 #
 #   pg-test-server.sh start DIR   initdb + start a server owned by DIR, create db "uowtest"
 #   pg-test-server.sh stop DIR    stop that server (only that one) and delete its data
+#   pg-test-server.sh restart DIR restart that server (fast shutdown: sessions are cut),
+#                                 same data, socket and port; tests use it to see
+#                                 pooled connections outlive their server
 #   pg-test-server.sh url DIR     print the libpq URL tests use to reach it
 #
 # The server listens on a unix socket only (listen_addresses=''), with
-# max_prepared_transactions set so two-phase commit works. The socket directory
-# and port are derived from DIR alone, so CMake can learn the URL at configure
-# time (`url`) before the server exists:
+# max_prepared_transactions set (PG_MAX_PREPARED) so two-phase commit works. The
+# socket directory and port are derived from DIR alone, so CMake can learn the
+# URL at configure time (`url`) before the server exists:
 #   - port: 20000 + (hash of DIR mod 20000);
 #   - sockets: DIR/pgsock when that path is short enough for a unix socket
 #     (< 107 bytes) and the postgres user can reach it, else /tmp/uow-<hash>/pgsock.
 # When run as root, the server runs as the `postgres` OS user (initdb refuses
 # root); its data then lives in DIR/pg when postgres can traverse DIR, else in a
 # postgres-owned mktemp directory under /tmp. The data location is recorded in
-# DIR/pg.path so `stop` finds it. `stop` only signals a process whose pid comes
-# from our own postmaster.pid and whose working directory is our data directory.
+# DIR/pg.path so `stop` and `restart` find it. `stop` and `restart` only touch a
+# process whose pid comes from our own postmaster.pid and whose working directory
+# is our data directory.
 #
-# Environment: PG_BINDIR overrides where initdb/pg_ctl/postgres are found.
+# Environment:
+#   PG_BINDIR         overrides where initdb/pg_ctl/postgres are found.
+#   PG_MAX_PREPARED   max_prepared_transactions at `start` (default 64); 0 makes a
+#                     server that refuses two-phase commit. `restart` keeps the
+#                     value the server was started with.
 set -euo pipefail
 
 die() { echo "pg-test-server: $*" >&2; exit 1; }
 say() { echo "pg-test-server: $*"; }
 
-usage() { die "usage: $0 start|stop|url DIR"; }
+usage() { die "usage: $0 start|stop|restart|url DIR"; }
 
 [ $# -eq 2 ] || usage
 cmd=$1
@@ -148,6 +156,43 @@ do_stop() {
   rmdir -- "$TMPBASE" 2>/dev/null || true
 }
 
+# Wait until the server accepts connections on our socket and port.
+wait_ready() {
+  local bindir=$1 log=$2 i
+  for ((i = 0; i < 100; i++)); do
+    if "$bindir/pg_isready" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "server did not become ready (log: $log)"
+}
+
+# Restart our own running server in place. pg_ctl restart takes the options of
+# the last start from postmaster.opts, so socket, port and settings stay; -l is
+# given again so that the server's output goes to its log, not to our caller.
+do_restart() {
+  local base data pid bindir log
+  base=$(recorded_base)
+  [ -n "$base" ] || die "no server recorded in $DIR (run start first)"
+  data="$base/data"
+  log="$base/postgres.log"
+  [ -f "$data/postmaster.pid" ] || die "no postmaster.pid in $data: the server is not running"
+  pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)
+  is_our_postmaster "$pid" "$data" ||
+    die "pid ${pid:-?} from $data/postmaster.pid is not our server; not restarting"
+  bindir=$(find_bindir)
+  say "restarting server pid $pid ($data)"
+  if ! as_server "$bindir/pg_ctl" -D "$data" -l "$log" -m fast -w -t 60 restart >/dev/null; then
+    tail -n 30 "$log" >&2 || true
+    die "pg_ctl restart failed (log: $log)"
+  fi
+  wait_ready "$bindir" "$log"
+  pid=$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)
+  is_our_postmaster "$pid" "$data" || die "after the restart, pid ${pid:-?} is not our server"
+  say "restarted: pid $pid, $URL"
+}
+
 # mkdir -p, then insist the directory belongs to $2 (a user): /tmp is shared.
 make_owned_dir() {
   local d=$1 owner=$2
@@ -160,7 +205,8 @@ make_owned_dir() {
 }
 
 do_start() {
-  local bindir server_user base data log i
+  local bindir server_user base data log max_prepared=${PG_MAX_PREPARED:-64}
+  [[ "$max_prepared" =~ ^[0-9]+$ ]] || die "PG_MAX_PREPARED='$max_prepared': expected a number >= 0"
   bindir=$(find_bindir)
   server_user=$(id -un)
   if [ "$IS_ROOT" -eq 1 ]; then
@@ -201,7 +247,7 @@ do_start() {
   fi
 
   local opts="-c listen_addresses='' -c unix_socket_directories='$SOCKDIR' -c port=$PORT"
-  opts+=" -c max_prepared_transactions=64 -c max_connections=100 -c fsync=on"
+  opts+=" -c max_prepared_transactions=$max_prepared -c max_connections=100 -c fsync=on"
   opts+=" -c shared_buffers=64MB"
   say "starting on $SOCKDIR port $PORT"
   if ! as_server "$bindir/pg_ctl" -D "$data" -l "$log" -o "$opts" -w -t 60 start >/dev/null; then
@@ -209,14 +255,7 @@ do_start() {
     die "pg_ctl start failed (log: $log)"
   fi
 
-  for ((i = 0; i < 100; i++)); do
-    if "$bindir/pg_isready" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres; then
-      break
-    fi
-    sleep 0.1
-  done
-  "$bindir/pg_isready" -q -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres ||
-    die "server did not become ready (log: $log)"
+  wait_ready "$bindir" "$log"
 
   "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$PORT" -U postgres -d postgres \
     -c 'CREATE DATABASE uowtest' >/dev/null || die "CREATE DATABASE uowtest failed"
@@ -229,6 +268,7 @@ case "$cmd" in
     do_stop
     say "stopped ($DIR)"
     ;;
+  restart) do_restart ;;
   url) printf '%s\n' "$URL" ;;
   *) usage ;;
 esac

@@ -1,16 +1,24 @@
 /*
  * test_postgres.c - what only a server store shows: round trips per unit,
- * the classic lost-update race under REPEATABLE READ, a connection lost
- * inside a unit, and a pooled connection whose backend died between units.
- * Runs against the PostgreSQL 15 that the CTest fixture starts.
+ * large batches as multi-row INSERTs, the classic lost-update race under
+ * REPEATABLE READ, a connection lost inside a unit and inside its COMMIT, a
+ * pooled connection whose backend died between units, and a real server
+ * restart between units. Runs against the PostgreSQL 15 that the CTest
+ * fixture starts (scripts/pg-test-server.sh, which also restarts it).
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -28,6 +36,16 @@ static int64_t seed_course(uow_env *env, const char *title, int64_t seats) {
   int64_t id = c->id;
   uow_end(unit);
   return id;
+}
+
+/* Run DDL (or any statements without parameters) in one committed unit. */
+static void run_statements(uow_env *env, const char *const *sql, size_t n) {
+  uow_unit *unit;
+  EOK(env, uow_begin(env, &unit));
+  for (size_t i = 0; i < n; i++)
+    UOK(unit, uow_exec(unit, "main", sql[i], NULL, 0));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
 }
 
 /* The round trips a connection has made so far (the store counts them). */
@@ -61,6 +79,159 @@ static void flush_and_commit_of_inserts_cost_one_round_trip(void **state) {
          (unsigned long long)(after - before));
   assert_int_equal(after - before, 1);
   assert_int_equal(test_count(w->env, "enrollments", NULL), 3);
+}
+
+/* The store's documented chunk: at most this many rows per multi-row INSERT. */
+enum { INSERT_CHUNK_ROWS = 100, BATCH_ROWS = 250 };
+
+/* An AFTER ... FOR EACH STATEMENT trigger with a transition table records,
+ * on the server, how many rows each INSERT statement carried: the evidence
+ * of multi-row INSERTs comes from PostgreSQL, not from the store's word. */
+static void count_insert_statements(uow_env *env) {
+  static const char *const sql[] = {
+      "DROP TABLE IF EXISTS uow_test_insert_statements",
+      "CREATE TABLE uow_test_insert_statements (table_name TEXT NOT NULL, nrows BIGINT NOT NULL)",
+      "CREATE OR REPLACE FUNCTION uow_test_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+      "BEGIN INSERT INTO uow_test_insert_statements SELECT TG_TABLE_NAME, count(*) FROM inserted; "
+      "RETURN NULL; END $$",
+      "CREATE TRIGGER count_inserts AFTER INSERT ON courses REFERENCING NEW TABLE AS inserted "
+      "FOR EACH STATEMENT EXECUTE FUNCTION uow_test_count_insert()",
+      "CREATE TRIGGER count_inserts AFTER INSERT ON enrollments REFERENCING NEW TABLE AS inserted "
+      "FOR EACH STATEMENT EXECUTE FUNCTION uow_test_count_insert()",
+  };
+  run_statements(env, sql, sizeof(sql) / sizeof(sql[0]));
+}
+
+static void check_insert_statements(uow_env *env, const char *table, long rows) {
+  char where[128], sql[256];
+  snprintf(where, sizeof(where), "table_name = '%s'", table);
+  long statements = test_count(env, "uow_test_insert_statements", where);
+  snprintf(sql, sizeof(sql),
+           "SELECT coalesce(sum(nrows), 0) FROM uow_test_insert_statements WHERE %s", where);
+  int64_t total = test_int(env, sql);
+  snprintf(sql, sizeof(sql),
+           "SELECT coalesce(max(nrows), 0) FROM uow_test_insert_statements WHERE %s", where);
+  int64_t largest = test_int(env, sql);
+  printf("%s: %ld rows in %ld INSERT statement(s), the largest of %lld rows\n", table, rows,
+         statements, (long long)largest);
+  assert_int_equal(total, rows);
+  /* Full chunks of the documented size, never more... */
+  assert_int_equal(largest, INSERT_CHUNK_ROWS);
+  /* ...and far fewer statements than rows: the full chunks plus at most one
+   * statement per bit of the remainder (remainders go in power-of-two chunks,
+   * and a remainder below 100 has at most 6 bits set). */
+  assert_true(statements >= (rows + INSERT_CHUNK_ROWS - 1) / INSERT_CHUNK_ROWS);
+  assert_true(statements <= rows / INSERT_CHUNK_ROWS + 6);
+}
+
+static void
+large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order(void **state) {
+  test_world *w = *state;
+  count_insert_statements(w->env);
+  course *courses[BATCH_ROWS];
+  enrollment *enrollments[BATCH_ROWS];
+  int64_t course_ids[BATCH_ROWS], enrollment_ids[BATCH_ROWS];
+  uow_unit *unit;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_exec(unit, "main", "SELECT 1", NULL, 0)); /* joins the store */
+  uow_store_conn *conn;
+  uint64_t before = round_trips(unit, &conn);
+  /* Every parent first, then every child: the children need the parents'
+   * generated keys, so the flush cuts the batch once, between the two runs. */
+  for (int i = 0; i < BATCH_ROWS; i++) {
+    char title[32];
+    snprintf(title, sizeof(title), "course %d", i);
+    UOK(unit, uow_new(unit, &course_entity, (void **)&courses[i]));
+    assert_non_null(courses[i]->title = uow_strdup(unit, title));
+    courses[i]->seats = i;
+  }
+  for (int i = 0; i < BATCH_ROWS; i++) {
+    char learner[32];
+    snprintf(learner, sizeof(learner), "learner %d", i);
+    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&enrollments[i]));
+    assert_non_null(enrollments[i]->learner = uow_strdup(unit, learner));
+    enrollments[i]->course = courses[i];
+  }
+  UOK(unit, uow_commit(unit));
+  uint64_t trips = unit->stores[0].store->ops->round_trips(conn) - before;
+  int64_t course_sum = 0;
+  for (int i = 0; i < BATCH_ROWS; i++) {
+    course_ids[i] = courses[i]->id;
+    enrollment_ids[i] = enrollments[i]->id;
+    course_sum += course_ids[i];
+    assert_true(course_ids[i] > 0);
+    assert_true(enrollment_ids[i] > 0);
+    if (i > 0) {
+      assert_true(course_ids[i] > course_ids[i - 1]);
+      assert_true(enrollment_ids[i] > enrollment_ids[i - 1]);
+    }
+    assert_int_equal(enrollments[i]->course_id, course_ids[i]);
+    assert_int_equal(courses[i]->version, 1);
+    assert_int_equal(enrollments[i]->version, 1);
+  }
+  uow_end(unit);
+
+  /* One statement per chunk of 100 rows, each in its own round trip, would
+   * still be far below one per row; pipelining makes it less again. */
+  uint64_t bound = 2 * ((BATCH_ROWS + INSERT_CHUNK_ROWS - 1) / INSERT_CHUNK_ROWS) + 1;
+  printf("%d courses and %d enrollments with COMMIT: %llu round trip(s), bound %llu\n", BATCH_ROWS,
+         BATCH_ROWS, (unsigned long long)trips, (unsigned long long)bound);
+  assert_true(trips >= 1);
+  assert_true(trips <= bound);
+  check_insert_statements(w->env, "courses", BATCH_ROWS);
+  check_insert_statements(w->env, "enrollments", BATCH_ROWS);
+
+  /* What the server holds, read with libpq: every row, the keys the objects
+   * got, and key order equal to creation order (seats = creation index). */
+  assert_int_equal(test_count(w->env, "courses", NULL), BATCH_ROWS);
+  assert_int_equal(test_count(w->env, "enrollments", NULL), BATCH_ROWS);
+  assert_int_equal(test_count(w->env, "courses", "title = 'course ' || seats AND version = 1"),
+                   BATCH_ROWS);
+  assert_int_equal(test_int(w->env, "SELECT sum(id) FROM courses"), course_sum);
+  assert_int_equal(test_int(w->env, "SELECT min(id) FROM courses"), course_ids[0]);
+  assert_int_equal(test_int(w->env, "SELECT max(id) FROM courses"), course_ids[BATCH_ROWS - 1]);
+  assert_int_equal(test_int(w->env, "SELECT count(*) FROM (SELECT seats, row_number() OVER "
+                                    "(ORDER BY id) - 1 AS position FROM courses) AS ordered "
+                                    "WHERE seats = position"),
+                   BATCH_ROWS);
+  assert_int_equal(test_int(w->env, "SELECT count(*) FROM (SELECT e.learner, c.seats, "
+                                    "row_number() OVER (ORDER BY e.id) - 1 AS position "
+                                    "FROM enrollments e JOIN courses c ON c.id = e.course_id) "
+                                    "AS ordered WHERE learner = 'learner ' || seats "
+                                    "AND seats = position"),
+                   BATCH_ROWS);
+
+  /* And row by row through a new unit. */
+  EOK(w->env, uow_begin(w->env, &unit));
+  void **rows;
+  size_t count;
+  UOK(unit, uow_find(unit, &course_entity, "id > 0 ORDER BY id", NULL, 0, &rows, &count));
+  assert_int_equal(count, BATCH_ROWS);
+  for (size_t i = 0; i < count; i++) {
+    const course *c = rows[i];
+    char title[32];
+    snprintf(title, sizeof(title), "course %zu", i);
+    assert_int_equal(c->id, course_ids[i]);
+    assert_string_equal(c->title, title);
+    assert_int_equal(c->seats, (int64_t)i);
+  }
+  UOK(unit, uow_find(unit, &enrollment_entity, "id > 0 ORDER BY id", NULL, 0, &rows, &count));
+  assert_int_equal(count, BATCH_ROWS);
+  for (size_t i = 0; i < count; i++) {
+    const enrollment *e = rows[i];
+    char learner[32];
+    snprintf(learner, sizeof(learner), "learner %zu", i);
+    assert_int_equal(e->id, enrollment_ids[i]);
+    assert_int_equal(e->course_id, course_ids[i]);
+    assert_string_equal(e->learner, learner);
+  }
+  uow_end(unit);
+
+  static const char *const cleanup[] = {
+      "DROP FUNCTION uow_test_count_insert() CASCADE",
+      "DROP TABLE uow_test_insert_statements",
+  };
+  run_statements(w->env, cleanup, sizeof(cleanup) / sizeof(cleanup[0]));
 }
 
 typedef struct racer {
@@ -138,8 +309,8 @@ static void connection_lost_inside_a_unit_gives_eio(void **state) {
   EOK(w->env, uow_begin(w->env, &unit));
   UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
   /* The unit's own backend ends: the server goes away under it. */
-  UCODE(unit, UOW_EIO, uow_exec(unit, "main", "SELECT pg_terminate_backend(pg_backend_pid())",
-                                NULL, 0));
+  UCODE(unit, UOW_EIO,
+        uow_exec(unit, "main", "SELECT pg_terminate_backend(pg_backend_pid())", NULL, 0));
   assert_contains(uow_errmsg(unit), "store 'main'");
   c->seats = 0;
   UCODE(unit, UOW_EMISUSE, uow_commit(unit));
@@ -156,10 +327,13 @@ static void pooled_connection_killed_between_units_is_replaced(void **state) {
   int64_t id = seed_course(w->env, "Restart", 10);
   uow_env *other = test_world_other(w, NULL);
   uow_unit *unit;
-  /* Every other backend of the database ends, as when the server restarts. */
+  /* Every other backend of the database ends, as when the server restarts.
+   * The timeout makes pg_terminate_backend wait until they are gone, so that
+   * they died between the units: a backend still dying when the next unit
+   * reuses its connection is another case (see the restart test). */
   EOK(other, uow_begin(other, &unit));
   UOK(unit, uow_exec(unit, "main",
-                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                      "WHERE datname = current_database() AND pid <> pg_backend_pid()",
                      NULL, 0));
   UOK(unit, uow_commit(unit));
@@ -173,14 +347,169 @@ static void pooled_connection_killed_between_units_is_replaced(void **state) {
   assert_int_equal(test_count(w->env, "courses", "seats = 9"), 1);
 }
 
+/*
+ * Cut the connection inside COMMIT: a DEFERRABLE INITIALLY DEFERRED
+ * constraint trigger fires at COMMIT, and its function ends its own backend.
+ * The server answers COMMIT with a FATAL (57P01) and closes the socket: the
+ * client cannot tell a commit lost before its commit record from one lost
+ * after it, so the only honest answer is UOW_EINDOUBT. With this trigger the
+ * FATAL comes before the commit record, so the server rolls the transaction
+ * back; the tests check that on the server, but the client could not know.
+ * The pg_sleep only makes sure the termination is acted on inside the trigger.
+ */
+static void cut_connection_at_commit(uow_env *env, const char *table, const char *event) {
+  char trigger[256];
+  snprintf(trigger, sizeof(trigger),
+           "CREATE CONSTRAINT TRIGGER cut_at_commit AFTER %s ON %s DEFERRABLE INITIALLY DEFERRED "
+           "FOR EACH ROW EXECUTE FUNCTION uow_test_cut_at_commit()",
+           event, table);
+  const char *const sql[] = {
+      "CREATE OR REPLACE FUNCTION uow_test_cut_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+      "BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(10); "
+      "RETURN NULL; END $$",
+      trigger,
+  };
+  run_statements(env, sql, sizeof(sql) / sizeof(sql[0]));
+}
+
+static void stop_cutting_connections(uow_env *env) {
+  static const char *const sql[] = {"DROP FUNCTION uow_test_cut_at_commit() CASCADE"};
+  run_statements(env, sql, 1);
+}
+
+/* The COMMIT rides in the same pipeline as the INSERTs. */
+static void connection_lost_during_commit_gives_eindoubt_and_the_next_unit_works(void **state) {
+  test_world *w = *state;
+  cut_connection_at_commit(w->env, "profiles", "INSERT");
+  uow_unit *unit;
+  profile *p;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_new(unit, &profile_entity, (void **)&p));
+  p->email = "in-doubt@example.org";
+  UCODE(unit, UOW_EINDOUBT, uow_commit(unit));
+  printf("%s\n", uow_errmsg(unit));
+  assert_contains(uow_errmsg(unit), "store 'main'");
+  assert_contains(uow_errmsg(unit), "unknown");
+  assert_contains(uow_errmsg(unit), "57P01"); /* the server's word: the session was ended */
+  UCODE(unit, UOW_EMISUSE, uow_commit(unit));
+  uow_end(unit);
+  /* What happened on the server: the FATAL came before the commit record,
+   * so the row is not there. */
+  assert_int_equal(test_count(w->env, "profiles", NULL), 0);
+
+  stop_cutting_connections(w->env);
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_new(unit, &profile_entity, (void **)&p));
+  p->email = "after@example.org";
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "profiles", "email = 'after@example.org'"), 1);
+  assert_int_equal(test_count(w->env, "profiles", NULL), 1);
+}
+
+/* An UPDATE's reply must be checked before COMMIT, so COMMIT goes alone. */
+static void connection_lost_during_a_commit_sent_alone_gives_eindoubt(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "In doubt", 10);
+  cut_connection_at_commit(w->env, "courses", "UPDATE");
+  uow_unit *unit;
+  course *c;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
+  c->seats = 4;
+  UCODE(unit, UOW_EINDOUBT, uow_commit(unit));
+  assert_contains(uow_errmsg(unit), "unknown");
+  uow_end(unit);
+  char where[64];
+  snprintf(where, sizeof(where), "id = %lld AND seats = 10 AND version = 1", (long long)id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+
+  stop_cutting_connections(w->env);
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
+  c->seats = 4;
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  snprintf(where, sizeof(where), "id = %lld AND seats = 4 AND version = 2", (long long)id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+}
+
+/* scripts/pg-test-server.sh restart: a fast shutdown (every session is cut)
+ * and a start on the same data, socket and port. */
+static void restart_server(void) {
+  const char *source = getenv("UOW_SOURCE_DIR");
+  const char *servers = getenv("UOW_TEST_PG_DIR");
+  if (!source || !*source || !servers || !*servers) {
+    printf("UOW_SOURCE_DIR and UOW_TEST_PG_DIR are needed to restart the server\n");
+    skip();
+  }
+  char script[2048];
+  snprintf(script, sizeof(script), "%s/scripts/pg-test-server.sh", source);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    execlp("bash", "bash", script, "restart", servers, (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    fail_msg("%s restart %s failed (status %d)", script, servers, status);
+}
+
+static void server_restart_between_units_replaces_the_stale_pooled_connection(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "Before the restart", 5);
+  uow_store *store = uow__env_store(w->env, "main");
+  assert_non_null(store);
+  /* The committed unit's connection waits in the pool, a live session. */
+  assert_true(store->nidle >= 1);
+  uow_store_conn *stale = store->idle[store->nidle - 1];
+  assert_true(store->ops->healthy(stale));
+  char started[128], restarted[128];
+  assert_true(
+      test_text(w->env, "SELECT pg_postmaster_start_time()::text", started, sizeof(started)));
+
+  restart_server();
+
+  assert_true(
+      test_text(w->env, "SELECT pg_postmaster_start_time()::text", restarted, sizeof(restarted)));
+  if (strcmp(started, restarted) == 0)
+    fail_msg("the server was not restarted (started at %s)", started);
+  /* The pool notices before handing the connection out. */
+  assert_false(store->ops->healthy(stale));
+
+  uow_unit *unit;
+  course *c;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
+  assert_string_equal(c->title, "Before the restart");
+  assert_int_equal(c->seats, 5);
+  c->seats = 6;
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  char where[64];
+  snprintf(where, sizeof(where), "id = %lld AND seats = 6 AND version = 2", (long long)id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
+  /* One entry per line: cmake/UowTests.cmake registers each name it finds on a line. */
+  /* clang-format off */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(flush_and_commit_of_inserts_cost_one_round_trip, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(second_repeatable_read_writer_gets_conflict_and_one_change_is_stored, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_inside_a_unit_gives_eio, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(pooled_connection_killed_between_units_is_replaced, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(connection_lost_during_commit_gives_eindoubt_and_the_next_unit_works, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(connection_lost_during_a_commit_sent_alone_gives_eindoubt, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(server_restart_between_units_replaces_the_stale_pooled_connection, test_setup, test_teardown),
   };
+  /* clang-format on */
   return cmocka_run_group_tests_name("postgres", tests, NULL, NULL);
 }
