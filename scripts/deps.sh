@@ -20,6 +20,10 @@ PACKAGES=(
   libhiredis-dev
   libcmocka-dev
   libinih-dev
+  python3
+  python3-sqlalchemy
+  python3-psycopg2
+  gnuplot-nox
 )
 
 missing=()

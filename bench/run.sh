@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# run.sh - the benchmark driver that `make bench` (the CMake target `bench`) runs.
+#
+# Starts a throwaway PostgreSQL (scripts/pg-test-server.sh, stopped on exit
+# whatever happens), then runs each workload on each store for libuow and for
+# the references, each run on a fresh SQLite file and a fresh PostgreSQL
+# database, REPEAT times round-robin (the best run counts), then libuow's
+# tracked-entity scaling run, and prints the table (bench/report.py), which
+# also writes the charts.
+#
+# Environment:
+#   BENCH_BIN  directory of the bench_* programs (set by CMake)
+#   BENCH_OUT  where results, table and charts go (default: BENCH_BIN)
+#   QUICK=1    smaller sizes and one run per figure (a minute or so)
+#   REPEAT=N   runs per figure (default 3, QUICK: 1)
+#   ONLY=RE    run only the lines whose "WORKLOAD STORE IMPL" matches RE
+#   SCALE=0    skip the tracked-entity scaling run
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BIN=${BENCH_BIN:?BENCH_BIN must name the directory of the bench programs}
+OUT=${BENCH_OUT:-$BIN}
+QUICK=${QUICK:-0}
+if [ "$QUICK" != 0 ]; then REPEAT=${REPEAT:-1}; else REPEAT=${REPEAT:-3}; fi
+export QUICK
+ONLY=${ONLY:-}
+TIMEOUT=${BENCH_TIMEOUT:-300}
+
+say() { echo "bench: $*" >&2; }
+
+# A python3 with SQLAlchemy: Debian's python3-sqlalchemy lives in /usr/bin/python3,
+# which may not be the python3 first on PATH.
+PYTHON=
+for py in /usr/bin/python3 python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sqlalchemy, psycopg2' 2>/dev/null; then
+    PYTHON=$py
+    break
+  fi
+done
+REPORT_PY=${PYTHON:-python3}
+command -v "$REPORT_PY" >/dev/null || { say "python3 is required for the report"; exit 1; }
+
+PSQL=psql
+for d in /usr/lib/postgresql/15/bin /usr/lib/postgresql/*/bin; do
+  if [ -x "$d/psql" ]; then PSQL=$d/psql; break; fi
+done
+
+mkdir -p "$OUT"
+WORK=$(mktemp -d "$OUT/run.XXXXXX")
+SERVER="$OUT/pgserver"
+RESULTS="$OUT/results.txt"
+SCALE_OUT="$OUT/scale.txt"
+LOG="$OUT/bench.log"
+: >"$RESULTS"
+: >"$SCALE_OUT"
+: >"$LOG"
+
+cleanup() {
+  bash "$ROOT/scripts/pg-test-server.sh" stop "$SERVER" >>"$LOG" 2>&1 || true
+  rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "starting PostgreSQL for the run (log: $LOG)"
+bash "$ROOT/scripts/pg-test-server.sh" start "$SERVER" >>"$LOG" 2>&1 ||
+  { say "PostgreSQL did not start; see $LOG"; exit 1; }
+BASE_URL=$(bash "$ROOT/scripts/pg-test-server.sh" url "$SERVER")
+# The server's own database is uowtest; every run gets a fresh one beside it.
+DB_URL=${BASE_URL/\/uowtest\?//bench_run?}
+[ "$DB_URL" != "$BASE_URL" ] || { say "unexpected server URL: $BASE_URL"; exit 1; }
+
+fresh_pg() {
+  "$PSQL" -X -q -v ON_ERROR_STOP=1 "$BASE_URL" -c 'DROP DATABASE IF EXISTS bench_run' \
+    -c 'CHECKPOINT' -c 'CREATE DATABASE bench_run' >>"$LOG" 2>&1
+}
+
+fresh_sqlite() {
+  rm -f -- "$WORK"/*.db "$WORK"/*.db-wal "$WORK"/*.db-shm
+}
+
+# run WORKLOAD STORE IMPL: one figure, appended to RESULTS.
+run() {
+  local workload=$1 store=$2 impl=$3 db="$WORK/bench.db" cmd=() line
+  if [ -n "$ONLY" ] && ! [[ "$workload $store $impl" =~ $ONLY ]]; then
+    return 0
+  fi
+  fresh_sqlite
+  if [[ "$store" == *pg* ]] && ! fresh_pg; then
+    echo "na $impl $workload $store could not create a fresh PostgreSQL database" >>"$RESULTS"
+    return 0
+  fi
+  local where=$db
+  [ "$store" = pg ] && where=$DB_URL
+  case "$impl" in
+    libuow) cmd=("$BIN/bench_uow") ;;
+    sqlite-c) cmd=("$BIN/bench_sqlite") ;;
+    libpq) cmd=("$BIN/bench_libpq") ;;
+    libpq-pipeline) cmd=("$BIN/bench_libpq") ;;
+    raw-2pc) cmd=("$BIN/bench_2pc") ;;
+    sqlalchemy) cmd=("${PYTHON:-python3}" "$HERE/w_sqlalchemy.py") ;;
+  esac
+  if [ "$workload" = W4 ]; then
+    cmd+=(W4 "$db" "$DB_URL")
+  else
+    cmd+=("$workload" "$store" "$where")
+  fi
+  case "$impl" in
+    libpq) cmd+=(plain) ;;
+    libpq-pipeline) cmd+=(pipeline) ;;
+  esac
+  local status=0
+  line=$(timeout "$TIMEOUT" "${cmd[@]}" 2>>"$LOG" | grep -E '^(result|na) ' | tail -n 1) || status=$?
+  if [ -z "$line" ]; then
+    if [ "$status" -eq 124 ]; then
+      line="na $impl $workload $store timed out after ${TIMEOUT}s"
+    else
+      line="na $impl $workload $store the program printed no result (exit $status; see $LOG)"
+    fi
+  fi
+  echo "$line" >>"$RESULTS"
+  say "  $workload $store $impl: ${line#* * * * }"
+}
+
+say "sizes: $([ "$QUICK" != 0 ] && echo quick || echo full); $REPEAT run(s) per figure"
+for ((rep = 1; rep <= REPEAT; rep++)); do
+  say "run $rep of $REPEAT"
+  for workload in W1 W2 W3; do
+    for impl in libuow sqlite-c sqlalchemy; do run "$workload" sqlite "$impl"; done
+    for impl in libuow libpq libpq-pipeline sqlalchemy; do run "$workload" pg "$impl"; done
+  done
+  for impl in libuow raw-2pc sqlalchemy; do run W4 sqlite+pg "$impl"; done
+done
+
+if [ "${SCALE:-1}" != 0 ]; then
+  say "tracked entities: 1k to $([ "$QUICK" != 0 ] && echo 100k || echo 1M) (libuow, in-memory SQLite)"
+  timeout "$TIMEOUT" "$BIN/bench_uow" scale >"$SCALE_OUT" 2>>"$LOG" ||
+    echo "na libuow scale sqlite exited with status $?" >>"$SCALE_OUT"
+fi
+
+echo
+"$REPORT_PY" "$HERE/report.py" "$RESULTS" "$SCALE_OUT" "$OUT"
