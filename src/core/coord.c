@@ -17,7 +17,9 @@
  * decider store, else the first written store. Two stores that cannot prepare
  * cannot share a unit; that is refused before anything is sent to either.
  *
- * A crash leaves prepared transactions behind. uow_recover() lists them and
+ * A lost connection leaves prepared transactions behind; the process
+ * remembers them and settles them at its next uow_begin. A crash leaves them
+ * behind too, and then uow_recover() lists them and
  * asks each one's decider: a 'commit' decision commits it; no decision means
  * the unit never reached step 3, so recovery writes an 'abort' decision (the
  * decision's primary key makes this wait for, and lose against, a decider
@@ -160,8 +162,10 @@ int uow__coord_prepare(uow_unit *unit, uow_store *decider) {
     uow_status st = {0, ""};
     int rc = us->store->ops->prepare(us->conn, gid, &st);
     if (rc) {
-      /* PostgreSQL ends the transaction even when PREPARE fails. */
+      /* PostgreSQL ends the transaction even when PREPARE fails; when the
+       * connection was lost, the PREPARE may have happened all the same. */
       us->in_txn = false;
+      uow__coord_doubt(unit->env, gid); /* settled (found absent, or rolled back) later */
       protocol_error(unit, "prepare", us, &st);
       uow__coord_abort(unit, decider, false);
       return rc == UOW_EINDOUBT ? UOW_EIO : rc;
@@ -280,9 +284,10 @@ void uow__coord_finish(uow_unit *unit, uow_store *decider) {
     int rc = us->store->ops->commit_prepared(us->conn, gid, &st);
     us->prepared = false;
     if (rc && rc != UOW_ENOTFOUND) {
-      /* Committed all the same: the decision is durable, and uow_recover()
-       * finishes this participant. The connection is suspect. */
+      /* Committed all the same: the decision is durable, and the next
+       * uow_begin (or uow_recover) finishes this participant. */
       all = false;
+      uow__coord_doubt(unit->env, gid);
       uow__pool_release(us->store, us->conn, false);
       us->conn = NULL;
     }
@@ -305,17 +310,32 @@ void uow__coord_abort(uow_unit *unit, uow_store *decider, bool in_doubt) {
     if (!us->prepared)
       continue;
     us->prepared = false;
-    if (in_doubt)
-      continue; /* uow_recover() settles it the way the decider went */
     char gid[256];
     make_gid(gid, sizeof(gid), unit->id, decider, us->store);
     uow_status st = {0, ""};
+    if (in_doubt) {
+      uow__coord_doubt(unit->env, gid); /* settled the way the decider went */
+      continue;
+    }
     if (us->store->ops->rollback_prepared(us->conn, gid, &st) && st.code != UOW_ENOTFOUND) {
-      /* Left prepared: uow_recover() finds no decision and rolls it back. */
+      /* Left prepared: recovery finds no decision and rolls it back. */
+      uow__coord_doubt(unit->env, gid);
       uow__pool_release(us->store, us->conn, false);
       us->conn = NULL;
     }
   }
+}
+
+void uow__coord_doubt(uow_env *env, const char *gid) {
+  char *copy = uow__strdup(gid);
+  pthread_mutex_lock(&env->lock);
+  char **slot = copy ? uow__vec_push(&env->doubts, sizeof(*slot)) : NULL;
+  if (slot)
+    *slot = copy;
+  else
+    uow__free(copy); /* out of memory: uow_recover() still finds it */
+  __atomic_store_n(&env->ndoubts, env->doubts.len, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&env->lock);
 }
 
 void uow__coord_drain(uow_env *env) {

@@ -56,6 +56,10 @@ struct uow_env {
   uow_unit *free_units;
   uint64_t unit_seq;
   uint64_t nonce;
+  /* Prepared transactions this process could not finish (a connection was
+   * lost): settled at the next uow_begin, like uow_recover() would. */
+  uow_vec doubts;        /* char *gid; guarded by lock */
+  size_t ndoubts;        /* doubts.len, read without the lock */
   char errmsg[1024];
 };
 
@@ -249,6 +253,12 @@ void uow__coord_finish(uow_unit *unit, uow_store *decider);
 /* The decider did not commit: roll the prepared stores back (unless the
  * outcome is unknown) and give the cleanup work back to the queue. */
 void uow__coord_abort(uow_unit *unit, uow_store *decider, bool in_doubt);
+/* Remember a prepared transaction this process left behind. */
+void uow__coord_doubt(uow_env *env, const char *gid);
+/* Settle the prepared transactions remembered by uow__coord_doubt (recover.c);
+ * called by uow_begin while the unit holds no connection, so that a unit
+ * retried after a lost connection does not wait on its own earlier locks. */
+void uow__coord_settle_doubts(uow_env *env);
 /* Delete queued decision records of every store (at uow_env_close). */
 void uow__coord_drain(uow_env *env);
 /* Crash points for the crash tests: with UOW_CRASH_POINTS compiled in, end the

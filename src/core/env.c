@@ -123,7 +123,11 @@ static void store_close(uow_store *store) {
 void uow_env_close(uow_env *env) {
   if (!env)
     return;
+  uow__coord_settle_doubts(env);
   uow__coord_drain(env);
+  for (size_t i = 0; i < env->doubts.len; i++)
+    uow__free(UOW_VEC_AT(&env->doubts, char *, i));
+  uow__vec_free(&env->doubts);
   for (size_t i = 0; i < env->stores.len; i++)
     store_close(UOW_VEC_AT(&env->stores, uow_store *, i));
   for (size_t i = 0; i < env->mappings.len; i++)

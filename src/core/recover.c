@@ -44,6 +44,7 @@ typedef struct recovery {
   uow_vec gids;      /* char *, the current store's listing */
   uint64_t listed;   /* stores whose prepared transactions were all listed */
   int rc;            /* first failure */
+  bool quiet;        /* settling in the background: leave the env's message alone */
 } recovery;
 
 static void note_failure(recovery *r, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
@@ -51,6 +52,8 @@ static void note_failure(recovery *r, int code, const char *fmt, ...) {
   if (r->rc)
     return; /* the first failure is the one reported */
   r->rc = code == UOW_ENOMEM ? UOW_ENOMEM : UOW_EIO;
+  if (r->quiet)
+    return;
   char msg[sizeof(r->env->errmsg)];
   va_list ap;
   va_start(ap, fmt);
@@ -416,6 +419,42 @@ int uow_recover(uow_env *env, uow_recover_report *report) {
   uow__vec_free(&r.decisions);
   uow__vec_free(&r.gids);
   return r.rc;
+}
+
+/* ---- what this process left in doubt ---- */
+
+void uow__coord_settle_doubts(uow_env *env) {
+  pthread_mutex_lock(&env->lock);
+  uow_vec taken = env->doubts;
+  memset(&env->doubts, 0, sizeof(env->doubts));
+  __atomic_store_n(&env->ndoubts, 0, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&env->lock);
+
+  uow_recover_report report = UOW_RECOVER_REPORT_INIT;
+  recovery r;
+  memset(&r, 0, sizeof(r));
+  r.env = env;
+  r.report = &report;
+  r.quiet = true;
+  for (size_t i = 0; i < taken.len; i++) {
+    char *gid = UOW_VEC_AT(&taken, char *, i);
+    gid_parts parts;
+    uow_store *store = parse_gid(gid, &parts) ? uow__env_store(env, parts.participant) : NULL;
+    uow_store_conn *conn = NULL;
+    bool reused;
+    uow_status st = {0, ""};
+    size_t skipped = report.skipped;
+    if (!store || uow__pool_acquire(store, &conn, &reused, &st)) {
+      report.skipped++;
+    } else {
+      settle(&r, store, conn, gid, &parts);
+      uow__pool_release(store, conn, report.skipped == skipped);
+    }
+    if (store && report.skipped != skipped)
+      uow__coord_doubt(env, gid); /* the server is still away: later */
+    uow__free(gid);
+  }
+  uow__vec_free(&taken);
 }
 
 /* ---- status ---- */

@@ -91,6 +91,10 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
     return uow__env_fail(env, UOW_EINVAL, "begin: unknown options version %d", opts->version);
   if (!env->stores.len)
     return uow__env_fail(env, UOW_EINVAL, "begin: the environment has no store");
+  /* A lost connection left a prepared transaction of ours: settle it before
+   * a unit runs into its locks. */
+  if (__atomic_load_n(&env->ndoubts, __ATOMIC_ACQUIRE))
+    uow__coord_settle_doubts(env);
   pthread_mutex_lock(&env->lock);
   uow_unit *unit = env->free_units;
   if (unit)

@@ -551,14 +551,26 @@ static void list_gids(const pg_item *it, PGresult *res) {
     it->gid_fn(it->ctx, PQgetvalue(res, r, 0)); /* libpq NUL-terminates every value */
 }
 
+/* One integer, in text or in binary (int2, int4 or int8, big-endian). */
 static void read_scalar(pg_batch *b, const pg_item *it, PGresult *res) {
+  if (PQntuples(res) != 1 || PQnfields(res) < 1 || PQgetisnull(res, 0, 0)) {
+    batch_fail(b, UOW_EIO, "the query did not return one integer");
+    return;
+  }
+  const unsigned char *data = (const unsigned char *)PQgetvalue(res, 0, 0);
+  int len = PQgetlength(res, 0, 0);
+  if (PQfformat(res, 0) == 1 && (len == 2 || len == 4 || len == 8)) {
+    uint64_t v = 0;
+    for (int i = 0; i < len; i++)
+      v = v << 8 | data[i];
+    int shift = 64 - 8 * len; /* sign-extend */
+    *it->affected = (int64_t)(v << shift) >> shift;
+    return;
+  }
   char *end = NULL;
-  const char *text = PQntuples(res) == 1 && PQnfields(res) >= 1 && !PQgetisnull(res, 0, 0)
-                         ? PQgetvalue(res, 0, 0)
-                         : "";
   errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (!*text || *end || errno)
+  long long v = PQfformat(res, 0) == 0 ? strtoll((const char *)data, &end, 10) : 0;
+  if (!end || end == (const char *)data || *end || errno)
     batch_fail(b, UOW_EIO, "the query did not return one integer");
   else
     *it->affected = v;
