@@ -599,6 +599,85 @@ UOW_API int uow_run(uow_env *env, uow_run_fn fn, void *arg, const uow_run_option
 
 /** @} */
 
+/** @defgroup relay Outbox delivery: sinks and the relay
+ * Events written with uow_emit() are rows of the outbox table, committed with
+ * their unit. A relay reads them and hands them to a sink, at least once, in
+ * commit order per key. Every delivery carries the event id, stable across
+ * retries, so that consumers can drop duplicates.
+ * @{ */
+
+/** One outbox event handed to a sink. Every pointer is valid during the call only. */
+typedef struct uow_delivery {
+  const char *event_id;  /**< "<store>:<outbox id>": unique, the same on every retry. */
+  const char *store;     /**< The store whose outbox holds the event. */
+  int64_t id;            /**< The outbox row id in that store. */
+  const char *unit_id;   /**< The unit that emitted it. */
+  int64_t seq;           /**< Its position among the unit's events (1, 2, ...). */
+  const char *topic;     /**< The topic given to uow_emit(). */
+  const char *key;       /**< The key given to uow_emit(), or NULL. */
+  const void *payload;   /**< The payload bytes (may be NULL when payload_len is 0). */
+  size_t payload_len;    /**< Their count. */
+  int64_t created_at;    /**< When the unit committed it, ms since the epoch. */
+  int64_t attempt;       /**< 1 on the first delivery, then 2, 3, ... */
+} uow_delivery;
+
+/**
+ * Where a relay delivers events. Fill one for a sink of your own (Kafka,
+ * HTTP, ...), or get one from uow_sink_redis_stream() or uow_sink_command().
+ */
+typedef struct uow_sink {
+  int version; /**< UOW_SINK_VERSION */
+  const char *name; /**< For messages, e.g. "redis-stream". */
+  /**
+   * Deliver `n` events, in order. Return 0 when every one was taken.
+   * Otherwise return a UOW_E* code, set `*delivered` to how many of the first
+   * events were taken (they are marked delivered; the rest are retried with
+   * backoff) and write a message into `err` (capacity `errcap`).
+   * Threads: called from the relay's thread only, one call at a time.
+   */
+  int (*deliver)(void *ctx, const uow_delivery *events, size_t n, size_t *delivered, char *err,
+                 size_t errcap);
+  /** Free `ctx` (uow_sink_close() calls it). May be NULL. */
+  void (*destroy)(void *ctx);
+  void *ctx; /**< The sink's own state. */
+} uow_sink;
+/** Current version of uow_sink. */
+#define UOW_SINK_VERSION 1
+
+/**
+ * A sink that appends each event to a Redis stream with XADD (fields
+ * event_id, topic, key, payload, unit_id, created_at), pipelined per batch.
+ * @param url     `redis://host:port/db` or `redis+unix:///path/to/socket?db=N`.
+ * @param stream  the stream's key; copied.
+ * @param out     receives the sink; release it with uow_sink_close().
+ * @return 0; UOW_EINVAL (bad URL or stream name); UOW_EIO (cannot connect:
+ *         connecting is retried at each delivery, so a relay can start while
+ *         Redis is down only if this returns 0 — it does not connect here);
+ *         UOW_ENOMEM.
+ * Threads: a sink is used by one relay at a time.
+ */
+UOW_API int uow_sink_redis_stream(const char *url, const char *stream, uow_sink *out);
+
+/**
+ * A sink that runs a command (`/bin/sh -c command`) for each batch and writes
+ * one JSON object per event to its standard input, one per line:
+ * `{"event_id":"main:7","topic":"user.registered","key":"42","unit_id":"...",
+ * "seq":1,"created_at":1700000000000,"attempt":1,"payload":"...",
+ * "payload_encoding":"utf8"}` — the payload as a JSON string when it is valid
+ * UTF-8, else base64 with "payload_encoding":"base64". The batch counts as
+ * delivered when the command exits with status 0.
+ * @param command  the shell command; copied.
+ * @param out      receives the sink; release it with uow_sink_close().
+ * @return 0; UOW_EINVAL (NULL or empty command); UOW_ENOMEM.
+ * Threads: a sink is used by one relay at a time.
+ */
+UOW_API int uow_sink_command(const char *command, uow_sink *out);
+
+/** Release a sink (calls its destroy function) and clear it. Accepts NULL. */
+UOW_API void uow_sink_close(uow_sink *sink);
+
+/** @} */
+
 /** @defgroup misc Errors and memory
  * @{ */
 
