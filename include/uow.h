@@ -676,6 +676,86 @@ UOW_API int uow_sink_command(const char *command, uow_sink *out);
 /** Release a sink (calls its destroy function) and clear it. Accepts NULL. */
 UOW_API void uow_sink_close(uow_sink *sink);
 
+/** Options of a relay. Zero fields take the defaults in brackets. */
+typedef struct uow_relay_options {
+  int version;            /**< UOW_RELAY_OPTIONS_VERSION */
+  const char *store;      /**< The store whose outbox to relay; NULL: every SQL store. */
+  unsigned batch;         /**< Events claimed and delivered at once [100]. */
+  unsigned max_attempts;  /**< Failed deliveries before an event is dead [10]. */
+  int64_t backoff_ms;     /**< Delay before the first retry, doubled each time, with jitter [500]. */
+  int64_t backoff_max_ms; /**< Longest delay between retries [60000]. */
+  int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days]; < 0: never. */
+  int64_t lease_ms;       /**< SQLite: how long one relay's lease lasts without renewal [30000]. */
+  int64_t poll_ms;        /**< uow_relay_run(): wait when nothing is pending [200]. */
+} uow_relay_options;
+/** Current version of uow_relay_options. */
+#define UOW_RELAY_OPTIONS_VERSION 1
+/** Defaults for uow_relay_options. */
+#define UOW_RELAY_OPTIONS_INIT {UOW_RELAY_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0}
+
+/** What a relay did; counts add up over the calls that get the same struct. */
+typedef struct uow_relay_stats {
+  uint64_t delivered; /**< Events the sink took. */
+  uint64_t retried;   /**< Failed deliveries scheduled for a retry. */
+  uint64_t dead;      /**< Events set aside after max_attempts failures. */
+  uint64_t purged;    /**< Delivered events deleted after the retention period. */
+  int64_t backlog;    /**< Events pending (not delivered, not dead) after the last pass; -1 unknown. */
+  uint64_t passes;    /**< Passes made. */
+} uow_relay_stats;
+
+/**
+ * One pass of the relay: in each store (or `opts->store`), claim up to
+ * `batch` pending events that are due, hand them to the sink in commit order
+ * per key, and mark them delivered, or schedule a retry with exponential
+ * backoff and jitter, or set them aside as dead after `max_attempts`. Then
+ * purge delivered events past the retention period.
+ *
+ * Claiming: on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so several relays
+ * (threads or processes) share the work and an event is never delivered twice
+ * at once; an event whose key has an earlier pending event waits for it, so
+ * order per key holds across relays. On SQLite one relay at a time holds a
+ * lease (table uow_relay_lease); others find nothing to do until it expires.
+ * There is no position cursor: an event whose unit commits late is delivered
+ * in a later pass, never skipped. Events of one key go one per pass, each
+ * once the one before it was delivered (or is dead).
+ *
+ * @param env    the environment (uow_env_create_schema must have run).
+ * @param sink   where events go; used by this relay only.
+ * @param opts   options, or NULL for the defaults.
+ * @param stats  counts are added to it; may be NULL.
+ * @return 0 (also when the sink failed: those events are retried later and
+ *         counted); UOW_EINVAL (bad arguments or options); UOW_EIO (a store
+ *         failed; the message says which); UOW_ENOMEM.
+ * Threads: any; each relay needs its own sink.
+ */
+UOW_API int uow_relay_once(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
+                           uow_relay_stats *stats);
+
+/** Called by uow_relay_run() after each pass; return non-zero to stop. */
+typedef int (*uow_relay_progress_fn)(void *arg, const uow_relay_stats *stats);
+
+/**
+ * Run uow_relay_once() in a loop until `*stop` becomes non-zero or `progress`
+ * asks to stop, sleeping `poll_ms` when a pass found nothing to deliver. A
+ * store that fails is retried on the next pass (the failure is in
+ * uow_env_errmsg()).
+ * @param stop      checked before each pass; may be NULL (then only progress stops it).
+ * @param progress  called after each pass with the running totals; may be NULL.
+ * @return 0 when stopped; UOW_EINVAL (bad arguments; NULL stop and NULL progress).
+ * Threads: any; see uow_relay_once().
+ */
+UOW_API int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
+                          const volatile int *stop, uow_relay_progress_fn progress, void *arg);
+
+/**
+ * Make dead events pending again (attempts reset), in `store` or, when NULL,
+ * in every SQL store.
+ * @param count  receives the number of events revived; may be NULL.
+ * @return 0; UOW_EINVAL (unknown store); UOW_EIO.
+ * Threads: any.
+ */
+UOW_API int uow_outbox_requeue(uow_env *env, const char *store, uint64_t *count);
+
 /** @} */
 
 /** @defgroup misc Errors and memory

@@ -97,6 +97,13 @@ typedef struct uow_decision_row {
 } uow_decision_row;
 extern const uow_entity uow__decision_entity;
 
+typedef struct uow_lease_row {
+  char *name;     /* "outbox" */
+  char *holder;   /* the relay holding it */
+  int64_t expires_at;
+} uow_lease_row;
+extern const uow_entity uow__lease_entity;
+
 /* ---- unit (unit.c, tracker.c, flush.c) ---- */
 
 typedef enum uow_record_state {

@@ -369,6 +369,19 @@ static int create_tables(uow_env *env, uow_store *store) {
     rc = store->ops->create_table(conn, &uow__outbox_entity, &st);
     if (!rc)
       rc = store->ops->create_table(conn, &uow__decision_entity, &st);
+    if (!rc)
+      rc = store->ops->create_table(conn, &uow__lease_entity, &st);
+    /* The relay looks for pending events, and for earlier ones of the same key. */
+    if (!rc)
+      rc = store->ops->exec(conn,
+                            "CREATE INDEX IF NOT EXISTS uow_outbox_pending ON uow_outbox "
+                            "(state, next_attempt_at)",
+                            NULL, 0, NULL, &st);
+    if (!rc)
+      rc = store->ops->exec(conn,
+                            "CREATE INDEX IF NOT EXISTS uow_outbox_key ON uow_outbox "
+                            "(event_key, state, id)",
+                            NULL, 0, NULL, &st);
   }
   for (size_t i = 0; i < env->mappings.len && !rc; i++) {
     const uow_mapping *map = UOW_VEC_AT(&env->mappings, uow_mapping *, i);

@@ -7,6 +7,7 @@
  * transaction. uow_decision holds the decision records of multi-store units:
  * outcome 'commit' (written by the committer at the commit point) or 'abort'
  * (written by recovery to fence a unit that never reached it).
+ * uow_relay_lease holds the lease of the one relay a SQLite store allows.
  * The columns are meant to last: relays and tools read them.
  */
 #include <time.h>
@@ -39,3 +40,10 @@ static const uow_column decision_columns[] = {
 };
 const uow_entity uow__decision_entity =
     UOW_ENTITY(uow_decision_row, "uow_decision", decision_columns);
+
+static const uow_column lease_columns[] = {
+    UOW_COLUMN(uow_lease_row, name, UOW_TEXT, UOW_PRIMARY_KEY),
+    UOW_COLUMN(uow_lease_row, holder, UOW_TEXT, 0),
+    UOW_COLUMN(uow_lease_row, expires_at, UOW_INT64, 0),
+};
+const uow_entity uow__lease_entity = UOW_ENTITY(uow_lease_row, "uow_relay_lease", lease_columns);

@@ -4,26 +4,10 @@
  * that units that collided do not collide again in lockstep.
  */
 #include <string.h>
-#include <time.h>
 
 #include "core/core.h"
 
 enum { DEFAULT_ATTEMPTS = 10, DEFAULT_BACKOFF_MS = 2, DEFAULT_MAX_BACKOFF_MS = 250 };
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0)
-    ;
-}
-
-/* Half the backoff plus a random part of the other half ("equal jitter"). */
-static unsigned jittered(unsigned backoff, uint64_t *seed) {
-  *seed ^= *seed << 13;
-  *seed ^= *seed >> 7;
-  *seed ^= *seed << 17;
-  unsigned half = backoff / 2;
-  return half + (unsigned)(*seed % (uint64_t)(backoff - half + 1));
-}
 
 /* The unit's message goes to the environment, where the caller can read it after the end. */
 static void keep_message(uow_env *env, uow_unit *unit, int rc) {
@@ -46,11 +30,8 @@ int uow_run(uow_env *env, uow_run_fn fn, void *arg, const uow_run_options *opts)
   unsigned attempts = o.max_attempts ? o.max_attempts : DEFAULT_ATTEMPTS;
   unsigned backoff = o.backoff_ms ? o.backoff_ms : DEFAULT_BACKOFF_MS;
   unsigned max_backoff = o.max_backoff_ms ? o.max_backoff_ms : DEFAULT_MAX_BACKOFF_MS;
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  uint64_t seed = ((uint64_t)now.tv_nsec << 20) ^ (uint64_t)(uintptr_t)&now ^ env->nonce;
-  if (!seed)
-    seed = 0x2545f4914f6cdd1dull;
+  uint64_t seed = uow__random_seed(&o) ^ env->nonce;
+  seed = seed ? seed : 1;
   int rc = UOW_OK;
   for (unsigned attempt = 1; attempt <= attempts; attempt++) {
     uow_unit *unit;
@@ -66,7 +47,7 @@ int uow_run(uow_env *env, uow_run_fn fn, void *arg, const uow_run_options *opts)
     if (rc != UOW_ECONFLICT)
       return rc;
     if (attempt < attempts) {
-      sleep_ms(jittered(backoff, &seed));
+      uow__sleep_ms(uow__jitter(backoff, &seed));
       backoff = backoff * 2 > max_backoff ? max_backoff : backoff * 2;
     }
   }

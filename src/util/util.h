@@ -104,6 +104,12 @@ bool uow__identifier_ok(const char *name);
 /* ---- time (clock.c) ---- */
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t uow__now_ms(void);
+/* Sleep `ms` milliseconds (nothing for ms <= 0), resuming after signals. */
+void uow__sleep_ms(int64_t ms);
+/* A non-zero seed for uow__jitter from the clock and `salt`. */
+uint64_t uow__random_seed(const void *salt);
+/* Half of `backoff` plus a random part of the other half ("equal jitter"). */
+int64_t uow__jitter(int64_t backoff, uint64_t *seed);
 
 /* ---- errors (error.c) ---- */
 /* Remove a URL's password ("user:secret@" -> "user:***@") into `out`. */

@@ -1,0 +1,421 @@
+/*
+ * relay.c - delivering the outbox: claim pending events, hand them to a sink,
+ * mark what the sink took, back off what it did not.
+ *
+ * A pass over one store:
+ *   - claim: the pending events that are due, oldest first, skipping any
+ *     whose key has an earlier pending event (that one goes first: order per
+ *     key). A store that can lock rows (PostgreSQL) claims inside a
+ *     transaction with FOR UPDATE SKIP LOCKED, delivers, and marks the rows in
+ *     that same transaction, so relays share the work and never hand the same
+ *     event out twice at once. SQLite has one writer anyway: there a relay
+ *     first takes the store's lease (uow_relay_lease), then claims, delivers
+ *     and marks in short transactions.
+ *   - deliver: one call to the sink with the whole batch, in order.
+ *   - mark: the events the sink took are delivered; the first one it did not
+ *     take counts a failed attempt (retried after an exponential backoff with
+ *     jitter, or dead after max_attempts); those after it stay pending as
+ *     they were.
+ *   - purge: delivered events older than the retention period are deleted.
+ * Nothing remembers a position, so an event whose unit committed late is
+ * simply found by a later pass.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+
+enum { DEFAULT_BATCH = 100, MAX_BATCH = 1000, DEFAULT_ATTEMPTS = 10 };
+#define DEFAULT_BACKOFF_MS 500
+#define DEFAULT_BACKOFF_MAX_MS 60000
+#define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
+#define DEFAULT_LEASE_MS 30000
+#define DEFAULT_POLL_MS 200
+
+/* Column positions in uow__outbox_entity. */
+enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STATE, C_ATTEMPTS };
+
+/* Pending, due, and first of its key. `?`: now. */
+#define PENDING                                                                                    \
+  "state = 0 AND kind = 'event' AND next_attempt_at <= ? AND (event_key IS NULL OR NOT EXISTS "    \
+  "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
+  "e.id < uow_outbox.id)) ORDER BY id LIMIT %u"
+
+typedef struct relay {
+  uow_env *env;
+  const uow_sink *sink;
+  uow_relay_options o;
+  uow_relay_stats *stats;
+  char holder[96]; /* this relay, in the SQLite lease */
+  uint64_t seed;
+  /* the current batch */
+  uow_arena arena;
+  uow_vec events; /* uow_delivery */
+  uow_store *store;
+} relay;
+
+static bool relays_from(const uow_store *store) {
+  unsigned need = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
+  return (store->ops->caps & need) == need && store->ops->query_int64;
+}
+
+/* Row locks with SKIP LOCKED: the stores that prepare transactions (PostgreSQL). */
+static bool locks_rows(const uow_store *store) {
+  return (store->ops->caps & UOW_STORE_PREPARE) != 0;
+}
+
+/* ---- claiming ---- */
+
+static const char *text_copy(relay *r, const uow_value *v) {
+  if (v->is_null)
+    return NULL;
+  return uow__arena_strndup(&r->arena, v->v.bytes.data ? v->v.bytes.data : "", v->v.bytes.size);
+}
+
+static int take_event(void *ctx, const uow_value *row) {
+  relay *r = ctx;
+  uow_delivery *d = uow__vec_push(&r->events, sizeof(*d));
+  if (!d)
+    return UOW_ENOMEM;
+  char id[96];
+  snprintf(id, sizeof(id), "%s:%lld", r->store->name, (long long)row[C_ID].v.i);
+  d->event_id = uow__arena_strndup(&r->arena, id, strlen(id));
+  d->store = r->store->name;
+  d->id = row[C_ID].v.i;
+  d->unit_id = text_copy(r, &row[C_UNIT]);
+  d->seq = row[C_SEQ].v.i;
+  d->topic = text_copy(r, &row[C_TOPIC]);
+  d->key = text_copy(r, &row[C_KEY]);
+  d->payload_len = row[C_PAYLOAD].is_null ? 0 : row[C_PAYLOAD].v.bytes.size;
+  d->payload = d->payload_len
+                   ? uow__arena_dup(&r->arena, row[C_PAYLOAD].v.bytes.data, d->payload_len)
+                   : NULL;
+  d->created_at = row[C_CREATED].v.i;
+  d->attempt = row[C_ATTEMPTS].v.i + 1;
+  if (!d->event_id || !d->unit_id || !d->topic || (row[C_KEY].is_null ? false : !d->key) ||
+      (d->payload_len && !d->payload))
+    return UOW_ENOMEM;
+  return UOW_OK;
+}
+
+static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
+  char where[640];
+  snprintf(where, sizeof(where), PENDING "%s", r->o.batch,
+           lock ? " FOR UPDATE SKIP LOCKED" : "");
+  const uow_value now = uow_int64(uow__now_ms());
+  return r->store->ops->read(conn, &uow__outbox_entity, where, &now, 1, 0, take_event, r, st);
+}
+
+/* ---- marking ---- */
+
+/* UPDATE ... WHERE id IN (the delivered events). */
+static int mark_delivered(relay *r, uow_store_conn *conn, size_t n, uow_status *st) {
+  uow_buf sql;
+  uow__buf_init(&sql);
+  uow_value *params = uow__arena_alloc(&r->arena, (n + 1) * sizeof(*params));
+  uow__buf_puts(&sql, "UPDATE uow_outbox SET state = 1, attempts = attempts + 1, "
+                      "delivered_at = ?, last_error = NULL WHERE id IN (");
+  for (size_t i = 0; params && i < n; i++) {
+    uow__buf_puts(&sql, i ? ",?" : "?");
+    params[i + 1] = uow_int64(UOW_VEC_AT(&r->events, uow_delivery, i).id);
+  }
+  uow__buf_puts(&sql, ")");
+  int rc = params && uow__buf_status(&sql) == UOW_OK
+               ? UOW_OK
+               : uow_status_set(st, UOW_ENOMEM, "out of memory");
+  if (!rc) {
+    params[0] = uow_int64(uow__now_ms());
+    rc = r->store->ops->exec(conn, sql.data, params, n + 1, NULL, st);
+  }
+  uow__buf_free(&sql);
+  return rc;
+}
+
+/* The delivery of `d` failed: retry it later, or set it aside. */
+static int mark_failed(relay *r, uow_store_conn *conn, const uow_delivery *d, const char *why,
+                       uow_status *st) {
+  bool dead = d->attempt >= (int64_t)r->o.max_attempts;
+  int64_t backoff = r->o.backoff_ms;
+  for (int64_t i = 1; i < d->attempt && backoff < r->o.backoff_max_ms; i++)
+    backoff *= 2;
+  if (backoff > r->o.backoff_max_ms)
+    backoff = r->o.backoff_max_ms;
+  uow_value params[4] = {uow_int64(dead ? 2 : 0),
+                         uow_int64(uow__now_ms() + uow__jitter(backoff, &r->seed)),
+                         uow_text(why), uow_int64(d->id)};
+  int rc = r->store->ops->exec(conn,
+                               "UPDATE uow_outbox SET state = ?, attempts = attempts + 1, "
+                               "next_attempt_at = ?, last_error = ? WHERE id = ?",
+                               params, 4, NULL, st);
+  if (!rc && dead)
+    r->stats->dead++;
+  else if (!rc)
+    r->stats->retried++;
+  return rc;
+}
+
+/* Hand the batch to the sink and record the outcome on `conn`. */
+static int deliver_and_mark(relay *r, uow_store_conn *conn, uow_status *st) {
+  size_t n = r->events.len, taken = 0;
+  char why[512] = "";
+  int sink_rc = r->sink->deliver(r->sink->ctx, r->events.items, n, &taken, why, sizeof(why));
+  if (sink_rc == UOW_OK)
+    taken = n;
+  if (taken > n)
+    taken = n;
+  int rc = taken ? mark_delivered(r, conn, taken, st) : UOW_OK;
+  if (!rc && taken < n) {
+    if (!why[0])
+      snprintf(why, sizeof(why), "sink '%s' failed: %s", r->sink->name ? r->sink->name : "?",
+               uow_strerror(sink_rc ? sink_rc : UOW_EIO));
+    rc = mark_failed(r, conn, &UOW_VEC_AT(&r->events, uow_delivery, taken), why, st);
+  }
+  if (!rc)
+    r->stats->delivered += taken;
+  return rc;
+}
+
+/* ---- one store ---- */
+
+/* Run `fn` in a transaction on `conn`; roll back when it fails. */
+static int transaction(relay *r, uow_store_conn *conn, unsigned flags,
+                       int (*fn)(relay *, uow_store_conn *, uow_status *), uow_status *st) {
+  const uow_store_ops *ops = r->store->ops;
+  int rc = ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, flags, st);
+  if (!rc)
+    rc = fn(r, conn, st);
+  if (!rc)
+    return ops->commit(conn, st);
+  uow_status ignored = {0, ""};
+  ops->rollback(conn, &ignored);
+  return rc;
+}
+
+static int claim_locked(relay *r, uow_store_conn *conn, uow_status *st) {
+  int rc = claim(r, conn, true, st);
+  if (!rc && r->events.len)
+    rc = deliver_and_mark(r, conn, st);
+  return rc;
+}
+
+static int claim_unlocked(relay *r, uow_store_conn *conn, uow_status *st) {
+  return claim(r, conn, false, st);
+}
+
+static int mark_only(relay *r, uow_store_conn *conn, uow_status *st) {
+  return deliver_and_mark(r, conn, st);
+}
+
+typedef struct lease_check {
+  relay *r;
+  bool other; /* another relay holds a live lease */
+} lease_check;
+
+static int see_lease(void *ctx, const uow_value *row) {
+  lease_check *lc = ctx;
+  bool mine = row[1].v.bytes.size == strlen(lc->r->holder) &&
+              memcmp(row[1].v.bytes.data, lc->r->holder, row[1].v.bytes.size) == 0;
+  lc->other = !mine && row[2].v.i > uow__now_ms();
+  return UOW_OK;
+}
+
+/* Take or renew the SQLite store's lease; UOW_ECONFLICT when another relay holds it. */
+static int take_lease(relay *r, uow_store_conn *conn, uow_status *st) {
+  lease_check lc = {r, false};
+  const uow_value name = uow_text("outbox");
+  int rc = r->store->ops->read(conn, &uow__lease_entity, NULL, &name, 1, 0, see_lease, &lc, st);
+  if (!rc && lc.other)
+    return UOW_ECONFLICT;
+  uow_value params[3] = {name, uow_text(r->holder), uow_int64(uow__now_ms() + r->o.lease_ms)};
+  if (!rc)
+    rc = r->store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE name = ?", params, 1, NULL,
+                             st);
+  if (!rc)
+    rc = r->store->ops->exec(
+        conn, "INSERT INTO uow_relay_lease (name, holder, expires_at) VALUES (?, ?, ?)", params,
+        3, NULL, st);
+  return rc;
+}
+
+static int purge_and_count(relay *r, uow_store_conn *conn, uow_status *st) {
+  int rc = UOW_OK;
+  if (r->o.retention_ms >= 0) {
+    const uow_value before = uow_int64(uow__now_ms() - r->o.retention_ms);
+    int64_t purged = 0;
+    rc = r->store->ops->exec(conn,
+                             "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
+                             &before, 1, &purged, st);
+    r->stats->purged += (uint64_t)purged;
+  }
+  int64_t backlog = 0;
+  if (!rc)
+    rc = r->store->ops->query_int64(conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", NULL,
+                                    0, &backlog, st);
+  if (!rc)
+    r->stats->backlog = (r->stats->backlog < 0 ? 0 : r->stats->backlog) + backlog;
+  return rc;
+}
+
+static void reset_batch(relay *r) {
+  r->events.len = 0;
+  uow__arena_free(&r->arena);
+  uow__arena_init(&r->arena);
+}
+
+/* One pass over `store`; `*found` tells whether there was anything to deliver. */
+static int relay_store(relay *r, uow_store *store, bool *found) {
+  r->store = store;
+  reset_batch(r);
+  uow_store_conn *conn = NULL;
+  bool reused;
+  uow_status st = {0, ""};
+  int rc = uow__pool_acquire(store, &conn, &reused, &st);
+  if (!rc && locks_rows(store)) {
+    rc = transaction(r, conn, 0, claim_locked, &st);
+  } else if (!rc) {
+    rc = transaction(r, conn, UOW_FOR_UPDATE, take_lease, &st);
+    if (rc == UOW_ECONFLICT) { /* another relay has this store */
+      uow__pool_release(store, conn, true);
+      return UOW_OK;
+    }
+    if (!rc)
+      rc = transaction(r, conn, 0, claim_unlocked, &st);
+    if (!rc && r->events.len)
+      rc = transaction(r, conn, UOW_FOR_UPDATE, mark_only, &st);
+  }
+  *found = *found || r->events.len > 0;
+  if (!rc)
+    rc = transaction(r, conn, 0, purge_and_count, &st);
+  uow__pool_release(store, conn, rc != UOW_EIO);
+  if (rc)
+    return uow__env_fail(r->env, rc == UOW_ENOMEM ? rc : UOW_EIO, "relay: store '%s': %s",
+                         store->name, st.message);
+  return UOW_OK;
+}
+
+/* ---- the public calls ---- */
+
+static int setup(relay *r, uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
+                 uow_relay_stats *stats) {
+  memset(r, 0, sizeof(*r));
+  if (!env)
+    return UOW_EINVAL;
+  if (!sink || sink->version != UOW_SINK_VERSION || !sink->deliver)
+    return uow__env_fail(env, UOW_EINVAL, "relay: no sink, or a sink of another version");
+  uow_relay_options defaults = UOW_RELAY_OPTIONS_INIT;
+  r->o = opts ? *opts : defaults;
+  if (r->o.version != UOW_RELAY_OPTIONS_VERSION)
+    return uow__env_fail(env, UOW_EINVAL, "relay: options version %d is not %d", r->o.version,
+                         UOW_RELAY_OPTIONS_VERSION);
+  if (r->o.store && !uow__env_store(env, r->o.store))
+    return uow__env_fail(env, UOW_EINVAL, "relay: no store named '%s'", r->o.store);
+  if (r->o.batch > MAX_BATCH || r->o.backoff_ms < 0 || r->o.backoff_max_ms < 0 ||
+      r->o.lease_ms < 0 || r->o.poll_ms < 0)
+    return uow__env_fail(env, UOW_EINVAL,
+                         "relay: batch must be at most %d and durations not negative", MAX_BATCH);
+  r->o.batch = r->o.batch ? r->o.batch : DEFAULT_BATCH;
+  r->o.max_attempts = r->o.max_attempts ? r->o.max_attempts : DEFAULT_ATTEMPTS;
+  r->o.backoff_ms = r->o.backoff_ms ? r->o.backoff_ms : DEFAULT_BACKOFF_MS;
+  r->o.backoff_max_ms = r->o.backoff_max_ms ? r->o.backoff_max_ms : DEFAULT_BACKOFF_MAX_MS;
+  r->o.retention_ms = r->o.retention_ms ? r->o.retention_ms : DEFAULT_RETENTION_MS;
+  r->o.lease_ms = r->o.lease_ms ? r->o.lease_ms : DEFAULT_LEASE_MS;
+  r->o.poll_ms = r->o.poll_ms ? r->o.poll_ms : DEFAULT_POLL_MS;
+  r->env = env;
+  r->sink = sink;
+  r->stats = stats;
+  r->seed = uow__random_seed(r) ^ env->nonce;
+  r->seed = r->seed ? r->seed : 1;
+  snprintf(r->holder, sizeof(r->holder), "%ld:%016llx:%p", (long)getpid(),
+           (unsigned long long)env->nonce, (const void *)sink);
+  uow__arena_init(&r->arena);
+  return UOW_OK;
+}
+
+static int pass(relay *r, bool *found) {
+  int rc = UOW_OK;
+  r->stats->backlog = -1;
+  for (size_t i = 0; i < r->env->stores.len; i++) {
+    uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
+    if (!relays_from(store) || (r->o.store && strcmp(r->o.store, store->name) != 0))
+      continue;
+    int one = relay_store(r, store, found);
+    rc = rc ? rc : one;
+  }
+  r->stats->passes++;
+  return rc;
+}
+
+static void teardown(relay *r) {
+  uow__vec_free(&r->events);
+  uow__arena_free(&r->arena);
+}
+
+int uow_relay_once(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
+                   uow_relay_stats *stats) {
+  uow_relay_stats ignored;
+  memset(&ignored, 0, sizeof(ignored));
+  relay r;
+  int rc = setup(&r, env, sink, opts, stats ? stats : &ignored);
+  if (rc)
+    return rc;
+  bool found = false;
+  rc = pass(&r, &found);
+  teardown(&r);
+  return rc;
+}
+
+int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
+                  const volatile int *stop, uow_relay_progress_fn progress, void *arg) {
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  relay r;
+  int rc = setup(&r, env, sink, opts, &stats);
+  if (rc)
+    return rc;
+  if (!stop && !progress) {
+    teardown(&r);
+    return uow__env_fail(env, UOW_EINVAL, "relay: nothing can stop it (no stop flag, no progress)");
+  }
+  while (!stop || !*stop) {
+    bool found = false;
+    pass(&r, &found); /* a failing store is tried again next time */
+    if (progress && progress(arg, &stats))
+      break;
+    if (!found && (!stop || !*stop))
+      uow__sleep_ms(r.o.poll_ms);
+  }
+  teardown(&r);
+  return UOW_OK;
+}
+
+int uow_outbox_requeue(uow_env *env, const char *store_name, uint64_t *count) {
+  if (!env)
+    return UOW_EINVAL;
+  if (store_name && !uow__env_store(env, store_name))
+    return uow__env_fail(env, UOW_EINVAL, "requeue: no store named '%s'", store_name);
+  uint64_t total = 0;
+  for (size_t i = 0; i < env->stores.len; i++) {
+    uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, i);
+    if (!relays_from(store) || (store_name && strcmp(store_name, store->name) != 0))
+      continue;
+    uow_store_conn *conn = NULL;
+    bool reused;
+    uow_status st = {0, ""};
+    int64_t n = 0;
+    const uow_value now = uow_int64(uow__now_ms());
+    int rc = uow__pool_acquire(store, &conn, &reused, &st);
+    if (!rc)
+      rc = store->ops->exec(conn,
+                            "UPDATE uow_outbox SET state = 0, attempts = 0, next_attempt_at = ? "
+                            "WHERE state = 2",
+                            &now, 1, &n, &st);
+    uow__pool_release(store, conn, rc == UOW_OK);
+    if (rc)
+      return uow__env_fail(env, UOW_EIO, "requeue: store '%s': %s", store->name, st.message);
+    total += (uint64_t)n;
+  }
+  if (count)
+    *count = total;
+  return UOW_OK;
+}

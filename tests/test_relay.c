@@ -1,0 +1,384 @@
+/*
+ * test_relay.c - delivering the outbox with a C callback sink: at least once
+ * with stable event ids, order per key, retries with backoff, dead events and
+ * requeue, purging, the SQLite lease, and on PostgreSQL several relays at once
+ * and an event whose unit commits late. Runs on both stores.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+
+#include "support.h"
+
+/* ---- a recording sink ---- */
+
+enum { MAX_SEEN = 4096 };
+
+typedef struct seen_event {
+  char event_id[64];
+  char topic[32];
+  char key[32];
+  char payload[64];
+  int64_t attempt;
+} seen_event;
+
+typedef struct recorder {
+  pthread_mutex_t lock;
+  seen_event seen[MAX_SEEN];
+  size_t n;
+  const char *fail_topic; /* events with this topic are refused */
+  unsigned fail_times;    /* ... this many times (UINT_MAX: always) */
+  unsigned failed;
+} recorder;
+
+static int record(void *ctx, const uow_delivery *events, size_t n, size_t *delivered, char *err,
+                  size_t errcap) {
+  recorder *r = ctx;
+  pthread_mutex_lock(&r->lock);
+  size_t i = 0;
+  for (; i < n; i++) {
+    const uow_delivery *d = &events[i];
+    if (r->fail_topic && strcmp(d->topic, r->fail_topic) == 0 && r->failed < r->fail_times) {
+      r->failed++;
+      snprintf(err, errcap, "refused %s", d->event_id);
+      break;
+    }
+    if (r->n < MAX_SEEN) {
+      seen_event *s = &r->seen[r->n++];
+      snprintf(s->event_id, sizeof(s->event_id), "%s", d->event_id);
+      snprintf(s->topic, sizeof(s->topic), "%s", d->topic);
+      snprintf(s->key, sizeof(s->key), "%s", d->key ? d->key : "");
+      snprintf(s->payload, sizeof(s->payload), "%.*s", (int)d->payload_len,
+               d->payload ? (const char *)d->payload : "");
+      s->attempt = d->attempt;
+    }
+  }
+  pthread_mutex_unlock(&r->lock);
+  *delivered = i;
+  return i == n ? UOW_OK : UOW_EIO;
+}
+
+static uow_sink sink_of(recorder *r) {
+  uow_sink sink = {UOW_SINK_VERSION, "recorder", record, NULL, r};
+  return sink;
+}
+
+static recorder *new_recorder(void) {
+  recorder *r = calloc(1, sizeof(*r));
+  assert_non_null(r);
+  pthread_mutex_init(&r->lock, NULL);
+  return r;
+}
+
+static void free_recorder(recorder *r) {
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+/* One unit emitting `topic`/`key`/`payload`; commit or roll back. */
+static void emit_one(uow_env *env, const char *topic, const char *key, const char *payload,
+                     bool commit) {
+  uow_unit *unit;
+  EOK(env, uow_begin(env, &unit));
+  UOK(unit, uow_emit(unit, topic, key, payload, strlen(payload)));
+  if (commit)
+    UOK(unit, uow_commit(unit));
+  else
+    UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+}
+
+static uow_relay_options quick(void) {
+  uow_relay_options o = UOW_RELAY_OPTIONS_INIT;
+  o.backoff_ms = 1;
+  o.backoff_max_ms = 2;
+  o.poll_ms = 5;
+  return o;
+}
+
+static void pause_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---- tests ---- */
+
+static void relay_delivers_committed_events_once_with_their_event_id(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "user.registered", "u1", "ada", true);
+  emit_one(w->env, "user.registered", "u2", "never", false);
+  emit_one(w->env, "user.renamed", "u3", "ada l.", true);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 2);
+  assert_string_equal(r->seen[0].topic, "user.registered");
+  assert_string_equal(r->seen[0].payload, "ada");
+  assert_string_equal(r->seen[1].payload, "ada l.");
+  assert_int_equal(r->seen[0].attempt, 1);
+  char expected[64];
+  snprintf(expected, sizeof(expected), "main:%lld",
+           (long long)test_int(w->env, "SELECT min(id) FROM uow_outbox"));
+  assert_string_equal(r->seen[0].event_id, expected);
+  assert_int_equal(stats.delivered, 2);
+  assert_int_equal(stats.backlog, 0);
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 1 AND delivered_at IS NOT NULL"), 2);
+  /* A second pass finds nothing: delivered events are not handed out again. */
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 2);
+  free_recorder(r);
+}
+
+static void relay_keeps_order_per_key_and_retries_a_failed_event_after_backoff(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "flaky", "k1", "a", true);
+  emit_one(w->env, "fine", "k1", "b", true);
+  emit_one(w->env, "fine", "k2", "c", true);
+  recorder *r = new_recorder();
+  r->fail_topic = "flaky";
+  r->fail_times = 1;
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.backoff_ms = 200;
+  o.backoff_max_ms = 200;
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 0); /* "a" failed first, so nothing was taken */
+  assert_int_equal(stats.retried, 1);
+  assert_int_equal(test_count(w->env, "uow_outbox", "attempts = 1 AND last_error LIKE 'refused%'"), 1);
+  /* "a" is backing off; "b" waits behind it (same key); "c" goes. */
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 1);
+  assert_string_equal(r->seen[0].payload, "c");
+  pause_ms(250);
+  /* A key's events go one per pass, each after the one before it was delivered. */
+  for (int i = 0; i < 5 && r->n < 3; i++)
+    EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 3);
+  assert_string_equal(r->seen[1].payload, "a");
+  assert_int_equal(r->seen[1].attempt, 2);
+  assert_string_equal(r->seen[2].payload, "b");
+  free_recorder(r);
+}
+
+static void event_is_dead_after_max_attempts_and_requeue_revives_it(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "poison", "p", "x", true);
+  recorder *r = new_recorder();
+  r->fail_topic = "poison";
+  r->fail_times = 1000;
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.max_attempts = 3;
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  for (int i = 0; i < 20 && !stats.dead; i++) {
+    EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+    pause_ms(5);
+  }
+  assert_int_equal(stats.dead, 1);
+  assert_int_equal(stats.retried, 2);
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 2 AND attempts = 3"), 1);
+  uow_store_status status;
+  size_t count;
+  EOK(w->env, uow_env_status(w->env, &status, 1, &count));
+  assert_int_equal(status.outbox_dead, 1);
+  assert_int_equal(status.outbox_pending, 0);
+  /* Requeued, it is delivered once the sink takes it. */
+  uint64_t revived = 0;
+  EOK(w->env, uow_outbox_requeue(w->env, NULL, &revived));
+  assert_int_equal(revived, 1);
+  r->fail_topic = NULL;
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 1);
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 1"), 1);
+  assert_int_equal(uow_outbox_requeue(w->env, "nosuch", NULL), UOW_EINVAL);
+  free_recorder(r);
+}
+
+static void delivered_events_are_purged_after_the_retention_period(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "old", "o", "1", true);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.retention_ms = 1;
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  pause_ms(10);
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(stats.purged, 1);
+  assert_int_equal(test_count(w->env, "uow_outbox", NULL), 0);
+  free_recorder(r);
+}
+
+static void relay_refuses_bad_options_and_sinks(void **state) {
+  test_world *w = *state;
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.store = "nosuch";
+  assert_int_equal(uow_relay_once(w->env, &sink, &o, NULL), UOW_EINVAL);
+  assert_contains(uow_env_errmsg(w->env), "nosuch");
+  o = quick();
+  o.version = 7;
+  assert_int_equal(uow_relay_once(w->env, &sink, &o, NULL), UOW_EINVAL);
+  uow_sink broken = sink;
+  broken.deliver = NULL;
+  assert_int_equal(uow_relay_once(w->env, &broken, NULL, NULL), UOW_EINVAL);
+  assert_int_equal(uow_relay_run(w->env, &sink, NULL, NULL, NULL, NULL), UOW_EINVAL);
+  assert_int_equal(uow_relay_once(NULL, &sink, NULL, NULL), UOW_EINVAL);
+  free_recorder(r);
+}
+
+/* ---- several relays ---- */
+
+typedef struct runner {
+  uow_env *env;
+  recorder *rec;
+  volatile int stop;
+  uow_relay_stats last;
+} runner;
+
+static int note_progress(void *arg, const uow_relay_stats *stats) {
+  runner *run = arg;
+  run->last = *stats;
+  return 0;
+}
+
+static void *relay_thread(void *arg) {
+  runner *run = arg;
+  uow_sink sink = sink_of(run->rec);
+  uow_relay_options o = quick();
+  o.batch = 7;
+  uow_relay_run(run->env, &sink, &o, &run->stop, note_progress, run);
+  return NULL;
+}
+
+/* Per key, the first deliveries come in commit (payload number) order. */
+static void check_order_and_completeness(recorder **recs, size_t nrecs, int events, int keys) {
+  int *last = calloc((size_t)keys, sizeof(int));
+  char *got = calloc((size_t)events + 1, 1);
+  assert_non_null(last);
+  assert_non_null(got);
+  for (size_t k = 0; k < nrecs; k++)
+    for (size_t i = 0; i < recs[k]->n; i++) {
+      int number = atoi(recs[k]->seen[i].payload);
+      got[number] = 1;
+    }
+  for (int n = 1; n <= events; n++)
+    assert_true(got[n]);
+  /* Within one recorder, per key, ascending. */
+  for (size_t k = 0; k < nrecs; k++) {
+    memset(last, 0, (size_t)keys * sizeof(int));
+    for (size_t i = 0; i < recs[k]->n; i++) {
+      int key = atoi(recs[k]->seen[i].key + 1), number = atoi(recs[k]->seen[i].payload);
+      assert_true(number > last[key]);
+      last[key] = number;
+    }
+  }
+  free(last);
+  free(got);
+}
+
+static void two_relays_share_the_work_and_miss_nothing(void **state) {
+  test_world *w = *state;
+  enum { EVENTS = 300, KEYS = 10 };
+  recorder *recs[2] = {new_recorder(), new_recorder()};
+  runner runs[2] = {{w->env, recs[0], 0, {0}}, {w->env, recs[1], 0, {0}}};
+  pthread_t threads[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&threads[i], NULL, relay_thread, &runs[i]), 0);
+  for (int n = 1; n <= EVENTS; n++) {
+    char key[16], payload[16];
+    snprintf(key, sizeof(key), "k%d", n % KEYS);
+    snprintf(payload, sizeof(payload), "%d", n);
+    emit_one(w->env, "count", key, payload, true);
+    if (n % 50 == 0)
+      emit_one(w->env, "count", key, "0", false); /* rolled back: never delivered */
+  }
+  for (int tries = 0; tries < 2000; tries++) {
+    if (test_count(w->env, "uow_outbox", "state = 1") == EVENTS)
+      break;
+    pause_ms(10);
+  }
+  runs[0].stop = runs[1].stop = 1;
+  for (int i = 0; i < 2; i++)
+    pthread_join(threads[i], NULL);
+  print_message("relay 1 delivered %zu, relay 2 delivered %zu\n", recs[0]->n, recs[1]->n);
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 1"), EVENTS);
+  check_order_and_completeness(recs, 2, EVENTS, KEYS);
+  if (!test_on_sqlite()) {
+    /* Row locks: no event went to both relays. */
+    assert_int_equal(recs[0]->n + recs[1]->n, EVENTS);
+  } else {
+    /* The lease: one relay did all the work. */
+    assert_true(recs[0]->n == 0 || recs[1]->n == 0);
+  }
+  for (int i = 0; i < 2; i++)
+    free_recorder(recs[i]);
+}
+
+static void event_of_a_unit_that_commits_late_is_not_skipped(void **state) {
+  test_world *w = *state;
+  if (test_on_sqlite()) {
+    /* One writer at a time: a late commit cannot overtake another one. */
+    emit_one(w->env, "late", "l", "1", true);
+  } else {
+    /* An outbox row whose transaction commits after a later one's. */
+    PGconn *late = PQconnectdb(getenv("UOW_TEST_PG_URL"));
+    assert_int_equal(PQstatus(late), CONNECTION_OK);
+    PQclear(PQexec(late, "BEGIN; INSERT INTO uow_outbox (unit_id, seq, kind, topic, event_key, "
+                         "created_at, state, attempts, next_attempt_at) VALUES "
+                         "('late', 1, 'event', 'late', 'late', 0, 0, 0, 0)"));
+    recorder *r = new_recorder();
+    uow_sink sink = sink_of(r);
+    emit_one(w->env, "early", "early", "2", true);
+    uow_relay_options o = quick();
+    EOK(w->env, uow_relay_once(w->env, &sink, &o, NULL));
+    assert_int_equal(r->n, 1);
+    assert_string_equal(r->seen[0].topic, "early");
+    PQclear(PQexec(late, "COMMIT"));
+    PQfinish(late);
+    EOK(w->env, uow_relay_once(w->env, &sink, &o, NULL));
+    assert_int_equal(r->n, 2);
+    assert_string_equal(r->seen[1].topic, "late");
+    free_recorder(r);
+    return;
+  }
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  EOK(w->env, uow_relay_once(w->env, &sink, NULL, NULL));
+  assert_int_equal(r->n, 1);
+  free_recorder(r);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    cmocka_set_test_filter(argv[1]);
+  /* One entry per line: cmake/UowTests.cmake registers each name it finds on a line. */
+  /* clang-format off */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(relay_delivers_committed_events_once_with_their_event_id, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(relay_keeps_order_per_key_and_retries_a_failed_event_after_backoff, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(event_is_dead_after_max_attempts_and_requeue_revives_it, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(delivered_events_are_purged_after_the_retention_period, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(relay_refuses_bad_options_and_sinks, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(two_relays_share_the_work_and_miss_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(event_of_a_unit_that_commits_late_is_not_skipped, test_setup, test_teardown),
+  };
+  /* clang-format on */
+  return cmocka_run_group_tests_name("relay", tests, NULL, NULL);
+}
