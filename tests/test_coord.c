@@ -19,6 +19,14 @@
 #include "multistore.h"
 #include "support.h"
 
+/* A new row of `entity` in the unit. */
+static void new_row(uow_unit *unit, const uow_entity *entity, int64_t id, char *note) {
+  ms_row *row;
+  UOK(unit, uow_new(unit, entity, (void **)&row));
+  row->id = id;
+  row->note = note;
+}
+
 static void commit_units(uow_env *env, const ms_world *w, int64_t first, int64_t last) {
   for (int64_t n = first; n <= last; n++) {
     int rc = ms_unit(env, w, n);
@@ -133,12 +141,8 @@ static void failed_prepare_rolls_back_every_store(void **state) {
   ms_pg_exec(w.urls[2], "INSERT INTO ms_c (id, note) VALUES (1000, 'unit 5')");
   uow_unit *unit;
   EOK(env, uow_begin(env, &unit));
-  for (size_t i = 0; i < w.nstores; i++) {
-    ms_row *row;
-    UOK(unit, uow_new(unit, w.entities[i], (void **)&row));
-    row->id = 5;
-    row->note = "unit 5";
-  }
+  for (size_t i = 0; i < w.nstores; i++)
+    new_row(unit, w.entities[i], 5, "unit 5");
   UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
   assert_contains(uow_errmsg(unit), "prepare failed: store 'pg2'");
   assert_contains(uow_errmsg(unit), "ms_c_note_once");
@@ -174,14 +178,9 @@ static void two_sqlite_stores_in_one_unit_are_refused_before_writing(void **stat
 
   /* At commit. */
   uow_unit *unit;
-  ms_row *row;
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 1;
-  row->note = "left";
-  UOK(unit, uow_new(unit, &right_entity, (void **)&row));
-  row->id = 1;
-  row->note = "right";
+  new_row(unit, &left_entity, 1, "left");
+  new_row(unit, &right_entity, 1, "right");
   UCODE(unit, UOW_EMISUSE, uow_commit(unit));
   assert_contains(uow_errmsg(unit), "'left' and 'right'");
   assert_contains(uow_errmsg(unit), "neither can prepare");
@@ -190,20 +189,14 @@ static void two_sqlite_stores_in_one_unit_are_refused_before_writing(void **stat
 
   /* At an explicit flush, before either store sees a statement. */
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 2;
-  row->note = "left";
-  UOK(unit, uow_new(unit, &right_entity, (void **)&row));
-  row->id = 2;
-  row->note = "right";
+  new_row(unit, &left_entity, 2, "left");
+  new_row(unit, &right_entity, 2, "right");
   UCODE(unit, UOW_EMISUSE, uow_flush(unit));
   uow_end(unit);
 
   /* At uow_exec on the second store after a write to the first. */
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 3;
-  row->note = "left";
+  new_row(unit, &left_entity, 3, "left");
   UOK(unit, uow_flush(unit));
   UCODE(unit, UOW_EMISUSE, uow_exec(unit, "right", "DELETE FROM right_rows", NULL, 0));
   uow_end(unit);
@@ -257,24 +250,17 @@ static void server_without_prepared_transactions_decides_or_is_refused_clearly(v
   EOK(env, uow_env_map(env, &left_entity, "pg0"));
   EOK(env, uow_env_create_schema(env));
   uow_unit *unit;
-  ms_row *row;
 
   /* Alone, it serves units as usual. */
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 1;
-  row->note = "alone";
+  new_row(unit, &left_entity, 1, "alone");
   UOK(unit, uow_commit(unit));
   uow_end(unit);
 
   /* Beside SQLite, neither can prepare: refused before anything is sent. */
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 2;
-  row->note = "with sqlite";
-  UOK(unit, uow_new(unit, w.entities[0], (void **)&row));
-  row->id = 2;
-  row->note = "with pg0";
+  new_row(unit, &left_entity, 2, "with sqlite");
+  new_row(unit, w.entities[0], 2, "with pg0");
   UCODE(unit, UOW_EMISUSE, uow_commit(unit));
   assert_contains(uow_errmsg(unit), "max_prepared_transactions = 0");
   assert_contains(uow_errmsg(unit), "'lite'");
@@ -284,12 +270,8 @@ static void server_without_prepared_transactions_decides_or_is_refused_clearly(v
 
   /* Beside a server that can prepare, it decides the unit. */
   EOK(env, uow_begin(env, &unit));
-  UOK(unit, uow_new(unit, &left_entity, (void **)&row));
-  row->id = 3;
-  row->note = "with pg1";
-  UOK(unit, uow_new(unit, w.entities[1], (void **)&row));
-  row->id = 3;
-  row->note = "with pg0";
+  new_row(unit, &left_entity, 3, "with pg1");
+  new_row(unit, w.entities[1], 3, "with pg0");
   UOK(unit, uow_commit(unit));
   uow_end(unit);
   assert_int_equal(test_count_at(url, "left_rows", "id = 3"), 1);
