@@ -248,6 +248,53 @@ static void many_new_objects_get_their_own_keys(void **state) {
   uow_end(unit);
 }
 
+/* Inserts with keys given go many rows to a statement; one whose key the
+ * store generates may sit between them: every row is written, generated keys
+ * come back in creation order, and a failing row fails its whole unit. */
+static void inserts_with_given_keys_are_batched_around_generated_ones(void **state) {
+  test_world *w = *state;
+  enum { N = 250 }; /* more than two multi-row INSERTs' worth on each side */
+  user *generated[3];
+  char email[64];
+  uow_unit *unit = begin(w->env);
+  for (int i = 0; i < 2 * N + 3; i++) {
+    bool given = i < N || i >= N + 3;
+    snprintf(email, sizeof(email), "batch%d@example.com", i);
+    user *u = new_user(unit, email, given ? "Given" : "Generated", (double)i);
+    if (given)
+      u->id = 100000 + i;
+    else
+      generated[i - N] = u;
+  }
+  UOK(unit, uow_commit(unit));
+  for (int k = 0; k < 3; k++) {
+    assert_true(generated[k]->id > 0);
+    if (k)
+      assert_true(generated[k]->id > generated[k - 1]->id);
+  }
+  int64_t first_generated = generated[0]->id;
+  uow_end(unit);
+  char cond[256];
+  assert_int_equal(test_count(w->env, "users", NULL), 2 * N + 3);
+  assert_int_equal(
+      COUNT(w->env, "users", "name = 'Given' AND id = 100000 + CAST(score AS INTEGER)"), 2 * N);
+  assert_int_equal(COUNT(w->env, "users", "id = %lld AND email = 'batch%d@example.com'",
+                         (long long)first_generated, N),
+                   1);
+
+  /* One duplicate among 150 given-key rows: none of them is written. */
+  unit = begin(w->env);
+  for (int i = 0; i < 150; i++) {
+    snprintf(email, sizeof(email), i == 120 ? "batch7@example.com" : "late%d@example.com", i);
+    new_user(unit, email, "Late", 1.0)->id = 200000 + i;
+  }
+  UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
+  assert_contains(uow_errmsg(unit), test_on_sqlite() ? "SQLITE_CONSTRAINT_UNIQUE" : "23505");
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Late'"), 0);
+}
+
 static void version_starts_at_one_on_insert(void **state) {
   test_world *w = *state;
   char cond[256];
@@ -1903,6 +1950,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(new_object_is_in_the_identity_map_after_flush, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(new_object_gets_generated_key_written_back, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(many_new_objects_get_their_own_keys, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(inserts_with_given_keys_are_batched_around_generated_ones, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(version_starts_at_one_on_insert, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(only_changed_columns_are_written, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(noop_change_writes_nothing_and_keeps_version, test_setup, test_teardown),

@@ -18,7 +18,7 @@
 typedef struct flush_op {
   uow_record *rec;
   uow_write_kind kind;
-  uow_record *replaced; /* delete + new with the same key: the deleted record */
+  uow_value key; /* updates and deletes: the snapshot's key, taken once for sorting */
 } flush_op;
 
 typedef struct flush {
@@ -58,6 +58,8 @@ static int push_op(flush *f, uow_record *rec, uow_write_kind kind) {
     return UOW_ENOMEM;
   op->rec = rec;
   op->kind = kind;
+  if (kind != UOW_WRITE_INSERT)
+    op->key = uow__column_value(key_column(rec->map), rec->snapshot);
   return UOW_OK;
 }
 
@@ -107,32 +109,56 @@ static int plan_insert(flush *f, uow_record *rec) {
   return push_op(f, rec, UOW_WRITE_INSERT);
 }
 
-static int compare_keys(const uow_record *a, const uow_record *b) {
-  if (a->map != b->map)
-    return a->map->index < b->map->index ? -1 : 1;
-  uow_value ka = uow__column_value(key_column(a->map), a->snapshot);
-  uow_value kb = uow__column_value(key_column(b->map), b->snapshot);
-  if (ka.type == UOW_INT64)
-    return ka.v.i < kb.v.i ? -1 : ka.v.i > kb.v.i;
-  size_t n = ka.v.bytes.size < kb.v.bytes.size ? ka.v.bytes.size : kb.v.bytes.size;
-  int c = memcmp(ka.v.bytes.data, kb.v.bytes.data, n);
-  return c ? c : (ka.v.bytes.size > kb.v.bytes.size) - (ka.v.bytes.size < kb.v.bytes.size);
+static int compare_keys(const flush_op *a, const flush_op *b) {
+  const uow_mapping *ma = a->rec->map, *mb = b->rec->map;
+  if (ma != mb)
+    return ma->index < mb->index ? -1 : 1;
+  const uow_value *ka = &a->key, *kb = &b->key;
+  if (ka->type == UOW_INT64)
+    return ka->v.i < kb->v.i ? -1 : ka->v.i > kb->v.i;
+  size_t n = ka->v.bytes.size < kb->v.bytes.size ? ka->v.bytes.size : kb->v.bytes.size;
+  int c = n ? memcmp(ka->v.bytes.data, kb->v.bytes.data, n) : 0;
+  return c ? c : (ka->v.bytes.size > kb->v.bytes.size) - (ka->v.bytes.size < kb->v.bytes.size);
 }
 
-static int compare_updates(const void *a, const void *b) {
-  return compare_keys(((const flush_op *)a)->rec, ((const flush_op *)b)->rec);
-}
+static int compare_updates(const void *a, const void *b) { return compare_keys(a, b); }
 
 static int compare_deletes(const void *a, const void *b) {
-  const uow_record *ra = ((const flush_op *)a)->rec, *rb = ((const flush_op *)b)->rec;
-  if (ra->map->depth != rb->map->depth)
-    return ra->map->depth > rb->map->depth ? -1 : 1;
-  return compare_keys(ra, rb);
+  const flush_op *oa = a, *ob = b;
+  if (oa->rec->map->depth != ob->rec->map->depth)
+    return oa->rec->map->depth > ob->rec->map->depth ? -1 : 1;
+  return compare_keys(oa, ob);
 }
 
 static void sort_ops(flush *f, size_t first, int (*compare)(const void *, const void *)) {
   if (f->ops.len - first > 1)
     qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare);
+}
+
+/* Whether a loaded record may need an UPDATE: a column differs from the
+ * snapshot, or a parent pointer is set, whose key is only copied into the
+ * reference member when the update is executed. Most loaded records are
+ * unchanged; leaving them out keeps planning and sorting proportional to
+ * the changes. */
+static bool may_update(const uow_record *rec) {
+  const uow_mapping *map = rec->map;
+  uint64_t changed = uow__record_changes(rec);
+  if (map->version != SIZE_MAX)
+    changed &= ~(UINT64_C(1) << map->version); /* the library owns the version */
+  if (changed)
+    return true;
+  const uow_entity *e = map->entity;
+  const char *object = uow__record_object(rec);
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    const uow_column *col = &e->columns[i];
+    void *parent;
+    if (!col->references || col->parent_offset == UOW_NO_MEMBER)
+      continue;
+    memcpy(&parent, object + col->parent_offset, sizeof(parent));
+    if (parent)
+      return true;
+  }
+  return false;
 }
 
 static int plan(flush *f) {
@@ -146,7 +172,7 @@ static int plan(flush *f) {
       rc = plan_insert(f, recs[i]);
   size_t first = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot)
+    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && may_update(recs[i]))
       rc = push_op(f, recs[i], UOW_WRITE_UPDATE);
   if (rc)
     return rc;

@@ -179,16 +179,58 @@ int uow__member_set(uow_unit *unit, const uow_column *col, void *object, const u
   return UOW_OK;
 }
 
+/* Whether a member differs between two images of the struct, by the rules of
+ * uow__value_equal (see docs/guarantees.md) but read in place: a flush checks
+ * every column of every loaded object, so no value is built and no length
+ * measured. */
+static bool member_differs(const uow_column *col, const void *now, const void *then) {
+  const char *a = (const char *)now + col->offset;
+  const char *b = (const char *)then + col->offset;
+  bool nullable = col->flags & UOW_NULLABLE;
+  switch (col->type) {
+  case UOW_INT64:
+    return memcmp(a, b, sizeof(int64_t)) != 0;
+  case UOW_DOUBLE: {
+    double x, y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    if (nullable && x == 0.0 && y == 0.0) /* both NULL, whatever the sign */
+      return false;
+    return memcmp(&x, &y, sizeof(x)) != 0; /* bitwise: NaN equals itself */
+  }
+  case UOW_BOOL: {
+    bool x, y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    return x != y;
+  }
+  case UOW_TEXT: {
+    const char *x, *y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    if (x == y)
+      return false;
+    return !x || !y || strcmp(x, y) != 0;
+  }
+  case UOW_BLOB: {
+    uow_blob x, y;
+    memcpy(&x, a, sizeof(x));
+    memcpy(&y, b, sizeof(y));
+    if (!x.data || !y.data)
+      return !x.data != !y.data;
+    return x.size != y.size || (x.size && memcmp(x.data, y.data, x.size) != 0);
+  }
+  }
+  return true;
+}
+
 uint64_t uow__record_changes(const uow_record *rec) {
   const uow_entity *e = rec->map->entity;
   const void *object = uow__record_object(rec);
   uint64_t changed = 0;
-  for (size_t i = 0; i < e->ncolumns; i++) {
-    uow_value now = uow__column_value(&e->columns[i], object);
-    uow_value then = uow__column_value(&e->columns[i], rec->snapshot);
-    if (!uow__value_equal(&now, &then))
+  for (size_t i = 0; i < e->ncolumns; i++)
+    if (member_differs(&e->columns[i], object, rec->snapshot))
       changed |= UINT64_C(1) << i;
-  }
   return changed;
 }
 
@@ -198,6 +240,23 @@ typedef struct load_ctx {
   uow_vec *rows;
   uow_record *first;
 } load_ctx;
+
+/* The snapshot of a record just loaded from `row`: like uow__record_snapshot,
+ * but text and blob bytes are copied from the row, whose sizes are known. */
+static int snapshot_row(uow_unit *unit, uow_record *rec, const uow_value *row) {
+  const uow_entity *e = rec->map->entity;
+  void *snapshot = uow__arena_dup(&unit->arena, uow__record_object(rec), e->size);
+  if (!snapshot)
+    return UOW_ENOMEM;
+  for (size_t i = 0; i < e->ncolumns; i++) {
+    const uow_column *col = &e->columns[i];
+    if ((col->type == UOW_TEXT || col->type == UOW_BLOB) &&
+        uow__member_set(unit, col, snapshot, &row[i]))
+      return UOW_ENOMEM;
+  }
+  rec->snapshot = snapshot;
+  return UOW_OK;
+}
 
 /* One row from the store: the unit's object if it has one, else a new tracked one. */
 static int load_row(void *ctx, const uow_value *row) {
@@ -215,7 +274,7 @@ static int load_row(void *ctx, const uow_value *row) {
     for (size_t i = 0; i < e->ncolumns; i++)
       if (uow__member_set(unit, &e->columns[i], object, &row[i]))
         goto nomem;
-    if (uow__record_snapshot(unit, rec) || uow__identity_add(unit, rec))
+    if (snapshot_row(unit, rec, row) || uow__identity_add(unit, rec))
       goto nomem;
   } else if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE) {
     return UOW_OK;

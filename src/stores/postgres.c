@@ -231,7 +231,11 @@ static uint64_t stmt_hash(const stmt_key *k) {
   uint64_t fixed[5] = {(uint64_t)k->kind, (uint64_t)(uintptr_t)k->entity, k->columns,
                        (uint64_t)k->rows, k->flags};
   uint64_t h = uow__hash_bytes(fixed, sizeof(fixed), 0x5067);
-  if (k->nparams)
+  /* An entity write's parameter types follow from its shape (a NULL keeps its
+   * column's type), so hashing them again, one per value, would add nothing;
+   * stmt_matches still compares them. */
+  bool write = k->kind == STMT_INSERT || k->kind == STMT_UPDATE || k->kind == STMT_DELETE;
+  if (k->nparams && !write)
     h = uow__hash_bytes(k->oids, k->nparams * sizeof(Oid), h);
   if (k->text)
     h = uow__hash_bytes(k->text, strlen(k->text), h);

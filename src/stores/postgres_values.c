@@ -86,7 +86,7 @@ void uow__pg_params_free(pg_params *p) {
   uow__free(p->lengths);
   uow__free(p->formats);
   uow__free(p->oids);
-  uow__buf_free(&p->bytes);
+  uow__free(p->bytes);
   memset(p, 0, sizeof(*p));
 }
 
@@ -130,62 +130,72 @@ static size_t value_room(const uow_value *v) {
   return 0;
 }
 
-static int value_append(uow_buf *bytes, const uow_value *v, int *length) {
-  unsigned char be[8];
-  uint64_t bits;
-  switch (v->type) {
-  case UOW_INT64:
-    put_be64(be, (uint64_t)v->v.i);
-    uow__buf_append(bytes, be, 8);
-    *length = 8;
+/* Room for `size` bytes of values; the old contents need not survive. */
+static int reserve_bytes(pg_params *p, size_t size) {
+  if (size <= p->bytes_cap)
     return UOW_OK;
-  case UOW_DOUBLE:
-    memcpy(&bits, &v->v.d, sizeof(bits));
-    put_be64(be, bits);
-    uow__buf_append(bytes, be, 8);
-    *length = 8;
-    return UOW_OK;
-  case UOW_BOOL:
-    be[0] = v->v.b ? 1 : 0;
-    uow__buf_append(bytes, be, 1);
-    *length = 1;
-    return UOW_OK;
-  case UOW_TEXT:
-  case UOW_BLOB:
-    if (v->v.bytes.size > INT_MAX)
-      return UOW_EINVAL;
-    if (v->type == UOW_TEXT) {
-      if (v->v.bytes.size)
-        uow__buf_append(bytes, v->v.bytes.data, v->v.bytes.size);
-      uow__buf_append(bytes, "", 1); /* text format wants a terminator */
-    }
-    *length = (int)v->v.bytes.size;
-    return UOW_OK;
-  }
-  return UOW_EINVAL;
+  size_t cap = p->bytes_cap ? p->bytes_cap : 256;
+  while (cap < size)
+    cap *= 2;
+  char *bytes = uow__realloc(p->bytes, cap);
+  if (!bytes)
+    return UOW_ENOMEM;
+  p->bytes = bytes;
+  p->bytes_cap = cap;
+  return UOW_OK;
 }
 
-/* First the bytes, then, once the buffer stops moving, the pointers into it. */
+/* Measure first, so that the bytes are allocated once and every value is
+ * written straight into its place: a 100-row INSERT has hundreds of them. */
 int uow__pg_params_encode(pg_params *p, const uow_value *v, size_t n, bool typed_nulls) {
-  uow__buf_reset(&p->bytes);
-  for (size_t i = 0; i < n; i++) {
-    p->oids[i] = value_oid(&v[i], typed_nulls);
-    p->formats[i] = v[i].type == UOW_TEXT ? 0 : 1;
-    p->lengths[i] = 0;
-    if (!v[i].is_null && value_append(&p->bytes, &v[i], &p->lengths[i]) != UOW_OK)
-      return UOW_EINVAL;
-  }
-  if (uow__buf_status(&p->bytes) != UOW_OK)
-    return UOW_ENOMEM;
-  size_t at = 0;
+  size_t room = 0;
   for (size_t i = 0; i < n; i++) {
     if (v[i].is_null)
-      p->data[i] = NULL;
-    else if (v[i].type == UOW_BLOB)
-      p->data[i] = v[i].v.bytes.data ? v[i].v.bytes.data : "";
-    else
-      p->data[i] = p->bytes.data + at;
-    at += value_room(&v[i]);
+      continue;
+    if (v[i].type < UOW_INT64 || v[i].type > UOW_BOOL ||
+        ((v[i].type == UOW_TEXT || v[i].type == UOW_BLOB) && v[i].v.bytes.size > INT_MAX))
+      return UOW_EINVAL;
+    room += value_room(&v[i]);
+  }
+  if (reserve_bytes(p, room + 1) != UOW_OK) /* + 1: never a NULL buffer */
+    return UOW_ENOMEM;
+  char *at = p->bytes;
+  for (size_t i = 0; i < n; i++) {
+    const uow_value *value = &v[i];
+    uint64_t bits;
+    p->oids[i] = value_oid(value, typed_nulls);
+    p->formats[i] = value->type == UOW_TEXT ? 0 : 1;
+    p->lengths[i] = 0;
+    p->data[i] = NULL;
+    if (value->is_null)
+      continue;
+    switch (value->type) {
+    case UOW_INT64:
+    case UOW_DOUBLE:
+      if (value->type == UOW_INT64)
+        bits = (uint64_t)value->v.i;
+      else
+        memcpy(&bits, &value->v.d, sizeof(bits));
+      put_be64((unsigned char *)at, bits);
+      p->lengths[i] = 8;
+      break;
+    case UOW_BOOL:
+      at[0] = value->v.b ? 1 : 0;
+      p->lengths[i] = 1;
+      break;
+    case UOW_TEXT:
+      if (value->v.bytes.size)
+        memcpy(at, value->v.bytes.data, value->v.bytes.size);
+      at[value->v.bytes.size] = '\0'; /* text format wants a terminator */
+      p->lengths[i] = (int)value->v.bytes.size;
+      break;
+    case UOW_BLOB: /* sent from where it is */
+      p->data[i] = value->v.bytes.data ? value->v.bytes.data : "";
+      p->lengths[i] = (int)value->v.bytes.size;
+      continue;
+    }
+    p->data[i] = at;
+    at += value_room(value);
   }
   return UOW_OK;
 }

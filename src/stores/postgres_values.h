@@ -20,7 +20,8 @@ typedef struct pg_params {
   int *formats;
   Oid *oids;
   size_t cap;
-  uow_buf bytes; /* binary numbers and NUL-terminated copies of text */
+  char *bytes; /* binary numbers and NUL-terminated copies of text */
+  size_t bytes_cap;
 } pg_params;
 
 /* Room for `n` parameters. 0 or UOW_ENOMEM (then the arrays are unchanged). */

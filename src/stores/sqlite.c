@@ -52,6 +52,8 @@
 #define MAX_COLUMNS 64
 /* Statements kept per connection. Ad hoc text can grow without bound; this keeps it bounded. */
 #define CACHE_MAX 512
+/* Rows per multi-row INSERT (fewer when SQLite's parameter limit says so). */
+#define INSERT_ROWS_MAX 100
 
 static const uow_sql_dialect sqlite_dialect = {
     .dollar_params = false,
@@ -98,6 +100,7 @@ typedef struct stmt_key {
   uint64_t columns;         /* INSERT, UPDATE: the columns written */
   bool check_version;       /* UPDATE, DELETE */
   const char *text;         /* STMT_SELECT_WHERE, STMT_EXEC */
+  size_t rows;              /* INSERT: rows in its VALUES list (0 means 1) */
 } stmt_key;
 
 typedef struct cached_stmt {
@@ -551,8 +554,8 @@ static uint64_t key_hash(const stmt_key *key) {
   if (keyed_by_text(key->kind))
     return uow__hash_bytes(key->text, strlen(key->text),
                            (uint64_t)(uintptr_t)key->entity ^ (uint64_t)key->kind);
-  uint64_t shape[4] = {(uint64_t)key->kind, (uint64_t)(uintptr_t)key->entity, key->columns,
-                       key->check_version};
+  uint64_t shape[5] = {(uint64_t)key->kind, (uint64_t)(uintptr_t)key->entity, key->columns,
+                       key->check_version, key->rows};
   return uow__hash_bytes(shape, sizeof(shape), 0);
 }
 
@@ -560,7 +563,7 @@ static bool key_equal(const void *value, const void *wanted) {
   const stmt_key *a = &((const cached_stmt *)value)->key;
   const stmt_key *b = wanted;
   if (a->kind != b->kind || a->entity != b->entity || a->columns != b->columns ||
-      a->check_version != b->check_version)
+      a->check_version != b->check_version || a->rows != b->rows)
     return false;
   return !keyed_by_text(a->kind) || strcmp(a->text, b->text) == 0;
 }
@@ -665,7 +668,7 @@ static int statement_text(uow_store_conn *conn, const stmt_key *key, const char 
     shape.entity = key->entity;
     shape.columns = key->columns;
     shape.check_version = key->check_version;
-    uow__sql_write(sql, &sqlite_dialect, &shape, 1);
+    uow__sql_write(sql, &sqlite_dialect, &shape, key->rows ? key->rows : 1);
     break;
   case STMT_SELECT_KEY:
   case STMT_SELECT_ALL:
@@ -797,7 +800,7 @@ static int run_to_done(uow_store_conn *conn, sqlite3_stmt *stmt, uow_status *st)
 /* Run a text statement (exec, savepoints) through the cache. */
 static int run_text(uow_store_conn *conn, const char *sql, const uow_value *params, size_t n,
                     int64_t *affected, uow_status *st) {
-  stmt_key key = {STMT_EXEC, NULL, 0, false, sql};
+  stmt_key key = {STMT_EXEC, NULL, 0, false, sql, 0};
   sqlite3_stmt *stmt;
   int rc = statement_for(conn, &key, &stmt, st);
   if (rc)
@@ -919,37 +922,131 @@ done:
 
 /* ---- writes ---- */
 
-static int write_one(uow_store_conn *conn, uow_write *w, uow_status *st) {
-  uow_value params[MAX_COLUMNS + 2];
-  sqlite3_stmt *stmt;
+static int check_write(const uow_write *w, uow_status *st) {
   int rc = check_entity(w->entity, st);
   if (rc)
     return rc;
   if (w->kind != UOW_WRITE_INSERT && w->kind != UOW_WRITE_UPDATE && w->kind != UOW_WRITE_DELETE)
     return uow_status_set(st, UOW_EINVAL, "unknown write kind %d for \"%s\"", (int)w->kind,
                           w->entity->table);
+  return UOW_OK;
+}
+
+/* An INSERT that leaves its generated key to SQLite: the key is read back
+ * with sqlite3_last_insert_rowid, so it goes alone in its statement. */
+static bool needs_rowid(const uow_write *w) {
+  size_t key_index = uow__entity_key_index(w->entity);
+  return w->kind == UOW_WRITE_INSERT && !(w->columns & (UINT64_C(1) << key_index)) &&
+         (w->entity->columns[key_index].flags & UOW_GENERATED);
+}
+
+/* Bind the parameters of `rows` writes of one shape, one after another.
+ * Every parameter is bound each time, so nothing stale can be stepped. */
+static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
+                       uow_status *st) {
+  uow_value params[MAX_COLUMNS + 2];
+  int at = 0;
+  for (size_t r = 0; r < rows; r++) {
+    size_t n = uow__sql_write_params(&w[r], params);
+    if ((size_t)sqlite3_bind_parameter_count(stmt) < (size_t)at + n)
+      break;
+    for (size_t i = 0; i < n; i++) {
+      int src = bind_value(stmt, ++at, &params[i]);
+      if (src != SQLITE_OK)
+        return sqlite_failure(conn, src, NULL, st);
+    }
+  }
+  if (at != sqlite3_bind_parameter_count(stmt))
+    return uow_status_set(st, UOW_EINVAL,
+                          "the statement for \"%s\" has %d parameters but %d "
+                          "were given",
+                          w->entity->table, sqlite3_bind_parameter_count(stmt), at);
+  return UOW_OK;
+}
+
+/* One statement for `rows` writes of the same shape (rows > 1: INSERTs only). */
+static int write_rows(uow_store_conn *conn, uow_write *w, size_t rows, uow_status *st) {
+  sqlite3_stmt *stmt;
   /* Normalised so that equal statements share one cache entry. */
-  stmt_key key = {(stmt_kind)w->kind, w->entity, w->kind == UOW_WRITE_DELETE ? 0 : w->columns,
-                  w->kind != UOW_WRITE_INSERT && w->check_version, NULL};
-  rc = statement_for(conn, &key, &stmt, st);
+  stmt_key key = {(stmt_kind)w->kind,
+                  w->entity,
+                  w->kind == UOW_WRITE_DELETE ? 0 : w->columns,
+                  w->kind != UOW_WRITE_INSERT && w->check_version,
+                  NULL,
+                  rows > 1 ? rows : 0};
+  int rc = statement_for(conn, &key, &stmt, st);
   if (rc)
     return rc;
-  rc = bind_params(conn, stmt, params, uow__sql_write_params(w, params), st);
+  rc = bind_writes(conn, stmt, w, rows, st);
   if (rc) {
     finish(stmt);
     return rc;
   }
-  rc = run_to_done(conn, stmt, st);
+  int src;
+  while ((src = sqlite3_step(stmt)) == SQLITE_ROW)
+    ;
+  rc = src == SQLITE_DONE ? UOW_OK : sqlite_failure(conn, src, NULL, st);
+  /* Only reset: every use binds every parameter again (bind_writes), so
+   * clearing the bindings would be wasted work on each row. */
+  sqlite3_reset(stmt);
   if (rc)
     return rc;
-  w->affected = sqlite3_changes64(conn->db);
-  if (w->kind != UOW_WRITE_INSERT)
-    return w->affected ? UOW_OK : uow__sql_stale_row(w, st);
-  size_t key_index = uow__entity_key_index(w->entity);
-  if (!(w->columns & (UINT64_C(1) << key_index)) &&
-      (w->entity->columns[key_index].flags & UOW_GENERATED))
+  int64_t affected = sqlite3_changes64(conn->db);
+  if (w->kind != UOW_WRITE_INSERT) {
+    w->affected = affected;
+    return affected ? UOW_OK : uow__sql_stale_row(w, st);
+  }
+  if (affected != (int64_t)rows)
+    return uow_status_set(st, UOW_EIO, "INSERT into \"%s\" inserted %" PRId64 " rows, expected %zu",
+                          w->entity->table, affected, rows);
+  for (size_t r = 0; r < rows; r++)
+    w[r].affected = 1;
+  if (needs_rowid(w))
     w->generated = sqlite3_last_insert_rowid(conn->db);
   return UOW_OK;
+}
+
+/* Rows per INSERT for writes of w's shape: INSERT_ROWS_MAX, or fewer when
+ * SQLite's limit on parameters per statement is lower. */
+static size_t insert_rows_max(uow_store_conn *conn, const uow_write *w) {
+  uint64_t columns = w->columns;
+  size_t per_row = 0;
+  for (; columns; columns &= columns - 1)
+    per_row++;
+  int limit = sqlite3_limit(conn->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+  size_t rows = per_row && limit > 0 ? (size_t)limit / per_row : 1;
+  return rows < 1 ? 1 : rows < INSERT_ROWS_MAX ? rows : INSERT_ROWS_MAX;
+}
+
+/* A full statement, else the largest power of two that fits: remainders then
+ * take a handful of cached statements per shape instead of one per count. */
+static size_t chunk_rows(size_t remaining, size_t max) {
+  if (remaining >= max)
+    return max;
+  size_t rows = 1;
+  while (rows * 2 <= remaining)
+    rows *= 2;
+  return rows;
+}
+
+/* writes[0] and the INSERTs of the same shape right after it (only
+ * neighbours: the core's order is kept), as few statements as the limits
+ * allow; an INSERT that needs its generated key goes alone. Sets *taken. */
+static int write_run(uow_store_conn *conn, uow_write *w, size_t n, size_t *taken, uow_status *st) {
+  size_t run = 1;
+  int rc = check_write(w, st);
+  if (!rc && w->kind == UOW_WRITE_INSERT && !needs_rowid(w))
+    while (run < n && w[run].kind == UOW_WRITE_INSERT && w[run].entity == w->entity &&
+           w[run].columns == w->columns)
+      run++;
+  size_t max = run > 1 ? insert_rows_max(conn, w) : 1;
+  for (size_t done = 0; !rc && done < run;) {
+    size_t rows = chunk_rows(run - done, max);
+    rc = write_rows(conn, w + done, rows, st);
+    done += rows;
+  }
+  *taken = run;
+  return rc;
 }
 
 /* ---- the ops ---- */
@@ -1116,8 +1213,8 @@ done:
 static int sqlite_write(uow_store_conn *conn, uow_write *writes, size_t n, bool commit,
                         uow_status *st) {
   int rc = check_transaction(conn, st);
-  for (size_t i = 0; !rc && i < n; i++)
-    rc = write_one(conn, &writes[i], st);
+  for (size_t i = 0, taken = 0; !rc && i < n; i += taken)
+    rc = write_run(conn, writes + i, n - i, &taken, st);
   if (!rc && commit)
     rc = sqlite_commit(conn, st);
   return rc;
@@ -1138,7 +1235,7 @@ static int sqlite_query_int64(uow_store_conn *conn, const char *sql, const uow_v
   if (!sql || !out)
     return uow_status_set(st, UOW_EINVAL, "query: no SQL statement or no result pointer");
   int rc = check_transaction(conn, st);
-  stmt_key key = {STMT_EXEC, NULL, 0, false, sql};
+  stmt_key key = {STMT_EXEC, NULL, 0, false, sql, 0};
   sqlite3_stmt *stmt;
   if (rc || (rc = statement_for(conn, &key, &stmt, st)))
     return rc;
