@@ -243,6 +243,22 @@ static void relay_refuses_bad_options_and_sinks(void **state) {
   free_recorder(r);
 }
 
+static void a_finished_relay_leaves_no_lease_behind(void **state) {
+  test_world *w = *state;
+  recorder *first = new_recorder(), *second = new_recorder();
+  uow_sink a = sink_of(first), b = sink_of(second);
+  emit_one(w->env, "one", "x", "1", true);
+  EOK(w->env, uow_relay_once(w->env, &a, NULL, NULL));
+  emit_one(w->env, "two", "y", "2", true);
+  /* Another relay (another sink, so another holder) goes at once. */
+  EOK(w->env, uow_relay_once(w->env, &b, NULL, NULL));
+  assert_int_equal(first->n, 1);
+  assert_int_equal(second->n, 1);
+  assert_int_equal(test_count(w->env, "uow_relay_lease", NULL), 0);
+  free_recorder(first);
+  free_recorder(second);
+}
+
 /* ---- several relays ---- */
 
 typedef struct runner {
@@ -376,6 +392,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(event_is_dead_after_max_attempts_and_requeue_revives_it, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(delivered_events_are_purged_after_the_retention_period, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(relay_refuses_bad_options_and_sinks, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(a_finished_relay_leaves_no_lease_behind, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(two_relays_share_the_work_and_miss_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(event_of_a_unit_that_commits_late_is_not_skipped, test_setup, test_teardown),
   };

@@ -338,6 +338,21 @@ void uow__coord_doubt(uow_env *env, const char *gid) {
   pthread_mutex_unlock(&env->lock);
 }
 
+bool uow__coord_store_in_doubt(uow_env *env, const uow_store *store) {
+  if (!__atomic_load_n(&env->ndoubts, __ATOMIC_ACQUIRE))
+    return false;
+  size_t name = strlen(store->name);
+  bool found = false;
+  pthread_mutex_lock(&env->lock);
+  for (size_t i = 0; i < env->doubts.len && !found; i++) {
+    const char *gid = UOW_VEC_AT(&env->doubts, char *, i);
+    size_t len = strlen(gid); /* ...:<participant> ends the gid */
+    found = len > name && gid[len - name - 1] == ':' && strcmp(gid + len - name, store->name) == 0;
+  }
+  pthread_mutex_unlock(&env->lock);
+  return found;
+}
+
 void uow__coord_drain(uow_env *env) {
   for (size_t s = 0; s < env->stores.len; s++) {
     uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, s);

@@ -266,6 +266,9 @@ void uow__coord_doubt(uow_env *env, const char *gid);
  * called by uow_begin while the unit holds no connection, so that a unit
  * retried after a lost connection does not wait on its own earlier locks. */
 void uow__coord_settle_doubts(uow_env *env);
+/* True while `store` holds a prepared transaction this process could not settle
+ * yet: a unit must not join it, or it could wait forever on that one's locks. */
+bool uow__coord_store_in_doubt(uow_env *env, const uow_store *store);
 /* Delete queued decision records of every store (at uow_env_close). */
 void uow__coord_drain(uow_env *env);
 /* Crash points for the crash tests: with UOW_CRASH_POINTS compiled in, end the

@@ -473,7 +473,7 @@ static int64_t count_rows(uow_store *store, uow_store_conn *conn, const char *sq
   if (store->ops->query_int64(conn, sql, NULL, 0, &n, &st)) {
     n = -1;
     if (!out->error[0])
-      snprintf(out->error, sizeof(out->error), "%s", st.message);
+      snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
   }
   return n;
 }
@@ -491,7 +491,7 @@ static void store_status(uow_store *store, uow_store_status *out) {
   uow_store_conn *conn;
   bool reused;
   if (uow__pool_acquire(store, &conn, &reused, &st)) {
-    snprintf(out->error, sizeof(out->error), "%s", st.message);
+    snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
     return;
   }
   out->reachable = true;
@@ -500,7 +500,7 @@ static void store_status(uow_store *store, uow_store_status *out) {
     if (store->ops->list_prepared(conn, UOW__GID_PREFIX, count_gid, out, &st)) {
       out->in_doubt = -1;
       out->reachable = st.code != UOW_EIO;
-      snprintf(out->error, sizeof(out->error), "%s", st.message);
+      snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
     }
   } else {
     out->in_doubt = 0;

@@ -346,7 +346,28 @@ static int pass(relay *r, bool *found) {
   return rc;
 }
 
+/* Give back the leases this relay holds, so that the next relay need not
+ * wait for them to expire. */
+static void release_leases(relay *r) {
+  for (size_t i = 0; i < r->env->stores.len; i++) {
+    uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
+    if (!relays_from(store) || locks_rows(store) ||
+        (r->o.store && strcmp(r->o.store, store->name) != 0))
+      continue;
+    uow_store_conn *conn = NULL;
+    bool reused;
+    uow_status st = {0, ""};
+    const uow_value holder = uow_text(r->holder);
+    int rc = uow__pool_acquire(store, &conn, &reused, &st);
+    if (!rc)
+      rc = store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE holder = ?", &holder, 1,
+                            NULL, &st);
+    uow__pool_release(store, conn, rc == UOW_OK); /* a lease left behind expires */
+  }
+}
+
 static void teardown(relay *r) {
+  release_leases(r);
   uow__vec_free(&r->events);
   uow__arena_free(&r->arena);
 }

@@ -212,6 +212,22 @@ int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_st
     return UOW_OK;
   uow_status st = {0, ""};
   int rc = UOW_OK;
+  if (!us->conn && uow__coord_store_in_doubt(unit->env, store)) {
+    /* Settle it now if this unit holds no connection that settling may need. */
+    bool holds = false;
+    for (size_t i = 0; i < unit->nstores; i++)
+      holds = holds || unit->stores[i].conn;
+    if (!holds)
+      uow__coord_settle_doubts(unit->env);
+    if (uow__coord_store_in_doubt(unit->env, store)) {
+      uow_status_set(&st, UOW_ECONFLICT,
+                     "an earlier unit of this process left a prepared transaction there that is "
+                     "not settled yet (its connection was lost, or its commit met a recovery); "
+                     "it holds that unit's locks; run the unit again (uow_run does) after the "
+                     "next uow_begin or uow_recover() settles it");
+      return uow__unit_store_error(unit, "join", us, &st);
+    }
+  }
   if (!us->conn) {
     rc = uow__pool_acquire(store, &us->conn, &us->reused, &st);
     if (rc)
