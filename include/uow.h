@@ -645,15 +645,20 @@ typedef struct uow_sink {
 #define UOW_SINK_VERSION 1
 
 /**
- * A sink that appends each event to a Redis stream with XADD (fields
- * event_id, topic, key, payload, unit_id, created_at), pipelined per batch.
- * @param url     `redis://host:port/db` or `redis+unix:///path/to/socket?db=N`.
+ * A sink that appends each event to a Redis stream with XADD, pipelined per
+ * batch. Entry fields: event_id, topic, key (left out when the event has no
+ * key), payload (binary-safe), unit_id, created_at. Consumers drop duplicates
+ * by event_id. If Redis refuses one XADD of a batch (e.g. out of memory), the
+ * ones after it may be in the stream already and come again on the retry.
+ * @param url     `redis://[[user]:password@]host:port/db` or
+ *                `redis+unix://[[user]:password@]/path/to/socket?db=N`; a
+ *                password with `/` or `@` is percent-encoded. Passwords never
+ *                appear in messages.
  * @param stream  the stream's key; copied.
- * @param out     receives the sink; release it with uow_sink_close().
- * @return 0; UOW_EINVAL (bad URL or stream name); UOW_EIO (cannot connect:
- *         connecting is retried at each delivery, so a relay can start while
- *         Redis is down only if this returns 0 — it does not connect here);
- *         UOW_ENOMEM.
+ * @param out     receives the sink; release it with uow_sink_close(). It
+ *                connects at its first delivery and again after any connection
+ *                error, so a relay may start while Redis is away.
+ * @return 0; UOW_EINVAL (bad URL or stream name); UOW_ENOMEM.
  * Threads: a sink is used by one relay at a time.
  */
 UOW_API int uow_sink_redis_stream(const char *url, const char *stream, uow_sink *out);
@@ -664,8 +669,11 @@ UOW_API int uow_sink_redis_stream(const char *url, const char *stream, uow_sink 
  * `{"event_id":"main:7","topic":"user.registered","key":"42","unit_id":"...",
  * "seq":1,"created_at":1700000000000,"attempt":1,"payload":"...",
  * "payload_encoding":"utf8"}` — the payload as a JSON string when it is valid
- * UTF-8, else base64 with "payload_encoding":"base64". The batch counts as
- * delivered when the command exits with status 0.
+ * UTF-8, else base64 with "payload_encoding":"base64"; "key" is null for an
+ * event without a key. The batch counts as delivered when the command exits
+ * with status 0. There is no time limit: a command that neither reads nor
+ * exits holds the relay. A process that sets SIGCHLD to SIG_IGN cannot learn
+ * the exit status, so every batch fails with UOW_EIO.
  * @param command  the shell command; copied.
  * @param out      receives the sink; release it with uow_sink_close().
  * @return 0; UOW_EINVAL (NULL or empty command); UOW_ENOMEM.
