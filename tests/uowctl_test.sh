@@ -134,11 +134,11 @@ case_help_on_every_command() {
     # shellcheck disable=SC2086
     ctl 0 $args
     has ctl.out "Usage: uowctl [-c FILE] COMMAND"
-    for cmd in status recover schema; do has ctl.out "  $cmd "; done
+    for cmd in status recover schema relay requeue; do has ctl.out "  $cmd "; done
     has ctl.out "[store main]"
     empty ctl.err
   done
-  for cmd in status recover schema; do
+  for cmd in status recover schema relay requeue; do
     for args in "$cmd --help" "$cmd -h" "help $cmd" "-c nowhere.ini $cmd --help"; do
       # shellcheck disable=SC2086
       ctl 0 $args
@@ -153,6 +153,13 @@ case_help_on_every_command() {
   has ctl.out "--json"
   ctl 0 schema --help
   lacks ctl.out "--json"
+  ctl 0 relay --help
+  for opt in --redis-stream --stream --command --stdout --store --once --batch --max-attempts \
+             --interval "delivered N (R/s)  retried N  dead N  purged N  backlog N"; do
+    has ctl.out "$opt"
+  done
+  ctl 0 requeue --help
+  has ctl.out "--store NAME"
 }
 
 case_version_prints_the_library_version() {
@@ -264,7 +271,7 @@ case_schema_creates_the_library_tables() {
   for db in a.db b.db; do
     [ "$(sql "$db" "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master
                     WHERE type = 'table' AND name LIKE 'uow\_%' ESCAPE '\' ORDER BY name)")" \
-      = "uow_decision uow_outbox" ] || fail "$db lacks the library's tables"
+      = "uow_decision uow_outbox uow_relay_lease" ] || fail "$db lacks the library's tables"
   done
   ctl 0 schema # again: nothing to do, still fine
   ctl 0 status
@@ -467,6 +474,244 @@ case_status_counts_and_recover_settles_in_doubt_units() {
   pg_psql "$PG_URL" -c "ROLLBACK PREPARED 'uow1:0123456789abcdef-3:elsewhere:ledger'" \
     -c "ROLLBACK PREPARED 'someone-else-1'"
 }
+
+# ---- the outbox: relay and requeue ----
+
+# sqlite_store NAME...: a configuration of SQLite stores NAME.db, with the library's tables.
+sqlite_store() {
+  local name
+  : >uowctl.ini
+  for name in "$@"; do
+    printf '[store %s]\nurl = sqlite:%s/%s.db\n' "$name" "$WORK" "$name" >>uowctl.ini
+  done
+  ctl 0 schema
+}
+
+# add_event DB UNIT SEQ TOPIC KEY PAYLOAD: a pending outbox row, as a committed
+# unit's uow_emit() leaves it (KEY and PAYLOAD are SQL expressions).
+add_event() {
+  sql "$1" "INSERT INTO uow_outbox (unit_id, seq, kind, topic, event_key, payload, created_at,
+                                    state, attempts, next_attempt_at)
+            VALUES ('$2', $3, 'event', '$4', $5, $6, 1700000000000, 0, 0, 0)"
+}
+
+# progress_line FILE: the last progress line the relay printed in FILE, or fail.
+progress_line() {
+  grep -E '^delivered [0-9]+ \([0-9]+\.[0-9]/s\)  retried [0-9]+  dead [0-9]+  purged [0-9]+  backlog ([0-9]+|\?)$' \
+    "$WORK/$1" | tail -n 1 | grep . || {
+    cat "$WORK/$1" >&2
+    fail "no progress line in $1"
+  }
+}
+
+# expect_progress FILE TEXT: the last progress line, without its rate, is TEXT.
+expect_progress() {
+  local got
+  got=$(progress_line "$1" | sed 's/ ([0-9.]*\/s)//')
+  [ "$got" = "$2" ] || fail "progress line is '$got', expected '$2'"
+}
+
+case_relay_once_prints_events_as_json_lines_to_stdout() {
+  sqlite_store main
+  add_event main.db u-1 1 user.registered "'42'" "CAST('{\"name\": \"Zoë\"}' AS BLOB)"
+  add_event main.db u-1 2 user.welcomed NULL "X'FF00FE'"
+  add_event main.db u-2 1 user.registered "'43'" NULL
+  ctl 0 relay --once --stdout
+  [ "$(wc -l <"$WORK/ctl.out")" -eq 3 ] || fail "expected 3 lines: $(cat "$WORK/ctl.out")"
+  python3 - "$WORK/ctl.out" <<'EOF' || fail "the JSON lines are not the events"
+import base64, json, sys
+events = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+assert [e["event_id"] for e in events] == ["main:1", "main:2", "main:3"], events
+assert [(e["unit_id"], e["seq"], e["topic"], e["key"]) for e in events] == [
+    ("u-1", 1, "user.registered", "42"), ("u-1", 2, "user.welcomed", None),
+    ("u-2", 1, "user.registered", "43")], events
+assert events[0]["payload_encoding"] == "utf8"
+assert json.loads(events[0]["payload"]) == {"name": "Zoë"}
+assert events[1]["payload_encoding"] == "base64"
+assert base64.b64decode(events[1]["payload"]) == b"\xff\x00\xfe"
+assert events[2]["payload"] == ""
+assert all(e["attempt"] == 1 and e["created_at"] == 1700000000000 for e in events)
+EOF
+  expect_progress ctl.err "delivered 3  retried 0  dead 0  purged 0  backlog 0"
+  [ "$(wc -l <"$WORK/ctl.err")" -eq 1 ] || fail "expected one line on stderr: $(cat "$WORK/ctl.err")"
+  [ "$(sql main.db "SELECT group_concat(state) FROM uow_outbox")" = 1,1,1 ] ||
+    fail "the events are not marked delivered"
+  ctl 0 status
+  expect_row main "main sqlite yes no 0 0 0 0 sqlite:$WORK/main.db"
+}
+
+case_relay_once_with_a_failing_command_counts_a_retry() {
+  sqlite_store a b
+  add_event a.db u-1 1 t "'k'" "CAST('x' AS BLOB)"
+  add_event b.db u-2 1 t "'k'" "CAST('y' AS BLOB)"
+  ctl 0 relay --once --store a --command 'exit 3'
+  empty ctl.out
+  expect_progress ctl.err "delivered 0  retried 1  dead 0  purged 0  backlog 1"
+  [ "$(sql a.db "SELECT state, attempts, next_attempt_at > 0, last_error IS NOT NULL FROM uow_outbox")" \
+    = "0|1|1|1" ] || fail "the failed event is not scheduled for a retry: $(sql a.db "SELECT * FROM uow_outbox")"
+  [ "$(sql b.db "SELECT state, attempts FROM uow_outbox")" = "0|0" ] || fail "--store a touched store b"
+  # With one attempt allowed, the failure sets the event aside.
+  ctl 0 relay --once --store b --max-attempts 1 --command 'cat >/dev/null; exit 3'
+  expect_progress ctl.err "delivered 0  retried 0  dead 1  purged 0  backlog 0"
+  [ "$(sql b.db "SELECT state, attempts FROM uow_outbox")" = "2|1" ] || fail "the event is not dead"
+  ctl 0 status
+  expect_row a "a sqlite yes no 0 0 1 0 sqlite:$WORK/a.db"
+  expect_row b "b sqlite yes no 0 0 0 1 sqlite:$WORK/b.db"
+}
+
+case_requeue_revives_dead_events() {
+  sqlite_store main other
+  add_event main.db u-1 1 t "'k'" NULL
+  add_event main.db u-1 2 t "'k'" NULL
+  add_event main.db u-2 1 t NULL NULL
+  add_event other.db u-3 1 t NULL NULL
+  sql main.db "UPDATE uow_outbox SET state = 2, attempts = 10, next_attempt_at = 9999999999999,
+                                     last_error = 'sink down' WHERE seq = 1"
+  sql other.db "UPDATE uow_outbox SET state = 2, attempts = 10"
+  ctl 0 status
+  expect_row main "main sqlite yes no 0 0 1 2 sqlite:$WORK/main.db"
+  ctl 0 requeue --store main
+  [ "$(cat "$WORK/ctl.out")" = "requeued 2 dead events" ] || fail "requeue printed: $(cat "$WORK/ctl.out")"
+  empty ctl.err
+  [ "$(sql main.db "SELECT group_concat(state || ':' || attempts, ' ') FROM uow_outbox")" = "0:0 0:0 0:0" ] ||
+    fail "dead events are not pending again: $(sql main.db "SELECT * FROM uow_outbox")"
+  [ "$(sql other.db "SELECT state FROM uow_outbox")" = 2 ] || fail "--store main touched store other"
+  ctl 0 requeue
+  [ "$(cat "$WORK/ctl.out")" = "requeued 1 dead event" ] || fail "requeue printed: $(cat "$WORK/ctl.out")"
+  ctl 0 requeue
+  [ "$(cat "$WORK/ctl.out")" = "requeued 0 dead events" ] || fail "requeue printed: $(cat "$WORK/ctl.out")"
+  ctl 0 status
+  expect_row main "main sqlite yes no 0 0 3 0 sqlite:$WORK/main.db"
+  expect_row other "other sqlite yes no 0 0 1 0 sqlite:$WORK/other.db"
+  # They are due at once (main:2 waits for main:1, its key's earlier event, until the next pass).
+  ctl 0 relay --once --stdout
+  [ "$(grep -o '"event_id":"[a-z]*:[0-9]"' "$WORK/ctl.out" | paste -sd' ')" = \
+    '"event_id":"main:1" "event_id":"main:3" "event_id":"other:1"' ] ||
+    fail "the requeued events were not delivered: $(cat "$WORK/ctl.out")"
+  ctl 1 requeue --store nope
+  has ctl.err "uowctl: requeue: no store named 'nope'"
+  empty ctl.out
+}
+
+# relay_usage MESSAGE ARGS...: uowctl relay ARGS exits 2 with MESSAGE and prints nothing else.
+relay_usage() {
+  local message=$1
+  shift
+  ctl 2 relay "$@"
+  has ctl.err "uowctl relay: $message"
+  has ctl.err "Run 'uowctl relay --help' for usage."
+  empty ctl.out
+}
+
+case_relay_usage_errors_exit_2() {
+  printf '[store main]\nurl = sqlite:%s/main.db\n' "$WORK" >uowctl.ini
+  relay_usage "no sink: give --redis-stream URL --stream KEY, --command CMD or --stdout"
+  relay_usage "no sink" --once --store main
+  relay_usage "--stdout and --command both given: choose one sink" --stdout --command cat
+  relay_usage "--command and --redis-stream both given: choose one sink" \
+    --command cat --redis-stream redis://localhost --stream s
+  relay_usage "option '--command' is given twice" --command cat --command=true
+  relay_usage "--redis-stream needs --stream KEY" --redis-stream redis://localhost
+  relay_usage "--stream goes with --redis-stream URL only" --stream s
+  relay_usage "--stream goes with --redis-stream URL only" --stdout --stream s
+  relay_usage "unknown option '--bogus'" --stdout --bogus
+  relay_usage "unknown option '--json'" --stdout --json
+  relay_usage "unexpected argument 'extra'" --stdout extra
+  relay_usage "option '--command' needs a value" --command
+  relay_usage "option '--command' needs a value" --command=
+  relay_usage "option '--store' needs a value" --stdout --store
+  relay_usage "--batch must be a whole number from 1 to 1000" --stdout --batch 0
+  relay_usage "--batch must be a whole number from 1 to 1000" --stdout --batch=1001
+  relay_usage "--max-attempts must be a whole number from 1 to 1000000" --stdout --max-attempts x
+  relay_usage "--interval must be a number of seconds above 0" --stdout --interval 0
+  relay_usage "--interval must be a number of seconds above 0" --stdout --interval 1s
+  relay_usage "--interval must be a number of seconds above 0" --stdout --interval nan
+  relay_usage "option '--once' is given twice" --stdout --once --once
+  ctl 2 requeue --stdout
+  has ctl.err "uowctl requeue: unknown option '--stdout'"
+  ctl 2 requeue --store
+  has ctl.err "uowctl requeue: option '--store' needs a value"
+  [ ! -e main.db ] || fail "a usage error opened the store"
+  # Good options are accepted, in either form.
+  ctl 0 schema
+  ctl 0 relay --once --store=main --batch 1000 --max-attempts=3 --interval 0.5 --command true
+}
+
+case_relay_exits_1_when_a_store_fails() {
+  # No `uowctl schema`: the library's tables are missing.
+  printf '[store main]\nurl = sqlite:%s/main.db\n' "$WORK" >uowctl.ini
+  ctl 1 relay --once --stdout
+  has ctl.err "uowctl: relay: store 'main'"
+  has ctl.err "uow_"
+  expect_progress ctl.err "delivered 0  retried 0  dead 0  purged 0  backlog ?"
+  empty ctl.out
+  ctl 1 relay --once --stdout --store nope
+  has ctl.err "uowctl: relay: no store named 'nope'"
+  lacks ctl.err "delivered"
+  ctl 1 requeue
+  has ctl.err "uowctl: requeue: store 'main'"
+  printf '[store main]\nurl = sqlite:%s/no-such-dir/main.db\n' "$WORK" >lost.ini
+  ctl 1 -c lost.ini relay --once --stdout
+  has ctl.err "uowctl: add store 'main'"
+  # A bad Redis URL: said without the URL, which may hold a password.
+  ctl 1 relay --once --redis-stream 'http://user:Pw4uowctl@localhost/' --stream s
+  has ctl.err "uowctl relay: cannot use --redis-stream"
+  lacks ctl.err "Pw4uowctl"
+}
+
+# relay_stops_on SIGNAL: a relay running in the background delivers what
+# comes, then stops on SIGNAL with status 0 and a last progress line.
+relay_stops_on() {
+  sqlite_store main
+  add_event main.db u-1 1 first NULL NULL
+  "$UOWCTL" relay --stdout --interval 0.2 >"$WORK/relay.out" 2>"$WORK/relay.err" &
+  local pid=$! rc=0 _
+  for _ in $(seq 300); do
+    grep -q '"topic":"first"' "$WORK/relay.out" && grep -q '^delivered 1 ' "$WORK/relay.err" && break
+    sleep 0.1
+  done
+  add_event main.db u-2 1 second NULL NULL
+  for _ in $(seq 300); do
+    grep -q '"topic":"second"' "$WORK/relay.out" && break
+    sleep 0.1
+  done
+  kill -s "$1" "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$WORK/relay.err" >&2; fail "the relay exited $rc on SIG$1"; }
+  [ "$(grep -c '"event_id"' "$WORK/relay.out")" -eq 2 ] || fail "expected 2 events: $(cat "$WORK/relay.out")"
+  [ "$(grep -vc '^delivered ' "$WORK/relay.err")" -eq 0 ] || fail "unexpected stderr: $(cat "$WORK/relay.err")"
+  [ "$(grep -c '^delivered ' "$WORK/relay.err")" -ge 2 ] || fail "no progress while running"
+  expect_progress relay.err "delivered 2  retried 0  dead 0  purged 0  backlog 0"
+  [ "$(sql main.db "SELECT group_concat(state) FROM uow_outbox")" = 1,1 ] ||
+    fail "the events are not marked delivered"
+}
+
+case_relay_says_why_a_store_fails_and_keeps_running() {
+  # No `uowctl schema` yet: every pass fails until the tables exist.
+  printf '[store main]\nurl = sqlite:%s/main.db\n' "$WORK" >uowctl.ini
+  "$UOWCTL" relay --stdout --interval 0.2 >"$WORK/relay.out" 2>"$WORK/relay.err" &
+  local pid=$! rc=0 _
+  for _ in $(seq 300); do
+    grep -q '^delivered 0 ' "$WORK/relay.err" && break
+    sleep 0.1
+  done
+  ctl 0 schema
+  add_event main.db u-1 1 late NULL NULL
+  for _ in $(seq 300); do
+    grep -q '"topic":"late"' "$WORK/relay.out" && break
+    sleep 0.1
+  done
+  kill -s TERM "$pid"
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || { cat "$WORK/relay.err" >&2; fail "the relay exited $rc"; }
+  grep -q '"topic":"late"' "$WORK/relay.out" || fail "the event was not delivered once the tables existed"
+  [ "$(grep -c "^uowctl: relay: store 'main'" "$WORK/relay.err")" -eq 1 ] ||
+    fail "the store's failure is not said once: $(cat "$WORK/relay.err")"
+  expect_progress relay.err "delivered 1  retried 0  dead 0  purged 0  backlog 0"
+}
+
+case_relay_stops_on_sigterm() { relay_stops_on TERM; }
+case_relay_stops_on_sigint() { relay_stops_on INT; }
 
 fn="case_$CASE"
 declare -F "$fn" >/dev/null || fail "no such case"

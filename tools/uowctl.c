@@ -1,15 +1,19 @@
 /*
  * uowctl - the command-line tool of libuow: see the stores of an application
- * (status), settle units that a crash left in doubt (recover) and create the
- * library's own tables (schema).
+ * (status), settle units that a crash left in doubt (recover), create the
+ * library's own tables (schema) and deliver the outbox (relay, requeue: in
+ * uowctl_relay.c).
  *
  *   uowctl [-c FILE] status [--json]
  *   uowctl [-c FILE] recover [--json]
  *   uowctl [-c FILE] schema
+ *   uowctl [-c FILE] relay [OPTIONS] (--redis-stream URL --stream KEY | --command CMD | --stdout)
+ *   uowctl [-c FILE] requeue [--store NAME]
  *
- * The stores come from an INI file (parsed with inih) and are added to an
- * environment in file order, exactly as the application adds them; from there
- * on only the public API (uow.h) is used, so what uowctl reports is what the
+ * This file holds the command line and the first three commands. The stores
+ * come from an INI file (uowctl_config.c) and are added to an environment in
+ * file order, exactly as the application adds them; from there on only the
+ * public API (uow.h) is used, so what uowctl reports is what the
  * application's own environment sees. URLs are never printed from the file:
  * they can hold passwords, and the library gives them back with the password
  * hidden.
@@ -26,466 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ini.h>
-
-#include "uow.h"
-
-/* ---- exit statuses ---- */
-
-/** Everything worked (and, for status, every store is reachable). */
-#define UOWCTL_EXIT_OK 0
-/** The command failed, or status found a store it cannot reach. */
-#define UOWCTL_EXIT_FAILED 1
-/** Bad command line or bad configuration file. */
-#define UOWCTL_EXIT_USAGE 2
+#include "uowctl.h"
 
 /** The configuration file read when neither -c nor UOWCTL_CONFIG names one. */
 #define UOWCTL_DEFAULT_CONFIG "uowctl.ini"
-
-/** Largest pool_size accepted in the configuration file. */
-#define UOWCTL_MAX_POOL_SIZE 1000
-
-/*
- * The longest configuration line, counting the line break and the NUL. The
- * Debian build of inih can grow its line buffer at run time (detected by
- * tools/CMakeLists.txt): long PostgreSQL URLs then fit. Plain inih keeps its
- * compiled-in limit, and a longer line is reported instead of being split.
- */
-#ifdef UOWCTL_INIH_RUNTIME_OPTIONS
-#define UOWCTL_CONFIG_LINE_MAX 4096
-#else
-#define UOWCTL_CONFIG_LINE_MAX INI_MAX_LINE
-#endif
-
-/* ---- configuration ---- */
-
-/** One [store NAME] section. */
-typedef struct ctl_store {
-  char *name; /* owned */
-  char *url;  /* owned; may hold a password: never print it */
-  int line;   /* line of the section header */
-} ctl_store;
-
-/** What a configuration file says. Release with config_free(). */
-typedef struct ctl_config {
-  unsigned pool_size; /* 0: the library's default */
-  char *decider;      /* owned, or NULL */
-  int decider_line;
-  char *outbox; /* owned, or NULL */
-  int outbox_line;
-  ctl_store *stores; /* in file order */
-  size_t nstores;
-  size_t cap;
-} ctl_config;
-
-/** The kind of section the parser is in. */
-typedef enum section_kind { SECTION_NONE, SECTION_ENV, SECTION_STORE } section_kind;
-
-/* Keys of a section, one bit each, to refuse a key given twice. */
-#define KEY_POOL_SIZE 0x1u
-#define KEY_DECIDER 0x2u
-#define KEY_OUTBOX 0x4u
-#define KEY_URL 0x8u
-
-/*
- * State shared by the line reader and the key handler that inih calls. inih
- * calls the handler for a line right after reading it, so `line` is the line
- * of the key being handled. Section headers are parsed here from the raw line,
- * because inih reports only keys: a section without keys must still be seen.
- */
-typedef struct config_parser {
-  ctl_config *config;
-  FILE *file;
-  int line;           /* 1-based number of the line being parsed */
-  bool line_complete; /* the last read ended a line */
-  size_t line_length; /* bytes of the current line read so far */
-  bool indented;      /* the current line starts with white space */
-  section_kind section;
-  size_t store;       /* index of the current store (SECTION_STORE) */
-  unsigned keys_seen; /* KEY_* bits of the current section */
-  int env_line;       /* line of the [env] header, 0 if none yet */
-  int error_line;     /* line of the first error, -1 for a file-wide one, 0 if none */
-  bool out_of_memory; /* the error is a failed allocation */
-  char error[300];    /* the first error */
-} config_parser;
-
-#if defined(__GNUC__)
-#define UOWCTL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#else
-#define UOWCTL_PRINTF(fmt, args)
-#endif
-
-/** Record the first error of the file, at `line` (-1: the file as a whole). */
-UOWCTL_PRINTF(3, 4)
-static void config_fail(config_parser *p, int line, const char *fmt, ...) {
-  if (p->error_line)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(p->error, sizeof(p->error), fmt, ap);
-  va_end(ap);
-  p->error_line = line;
-}
-
-/** Record a failed allocation as the parser's error. */
-static void config_oom(config_parser *p) {
-  config_fail(p, p->line ? p->line : -1, "out of memory");
-  p->out_of_memory = true;
-}
-
-/** Free what a configuration holds (not the struct itself). Accepts NULL. */
-static void config_free(ctl_config *config) {
-  if (!config)
-    return;
-  for (size_t i = 0; i < config->nstores; i++) {
-    free(config->stores[i].name);
-    free(config->stores[i].url);
-  }
-  free(config->stores);
-  free(config->decider);
-  free(config->outbox);
-  memset(config, 0, sizeof(*config));
-}
-
-/** A heap copy of `n` bytes of `s` plus a NUL, or NULL when memory is short. */
-static char *copy_string(const char *s, size_t n) {
-  char *copy = malloc(n + 1);
-  if (copy) {
-    memcpy(copy, s, n);
-    copy[n] = '\0';
-  }
-  return copy;
-}
-
-/** Whether `s` is a store name the library accepts: letters, digits and underscores. */
-static bool is_identifier(const char *s, size_t n) {
-  if (n == 0)
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
-      return false;
-  }
-  return true;
-}
-
-/** Whether `c` is a space or a tab. */
-static bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-/** The store named `name` (`n` bytes) in the configuration, or NULL. */
-static const ctl_store *config_store(const ctl_config *config, const char *name, size_t n) {
-  for (size_t i = 0; i < config->nstores; i++)
-    if (strlen(config->stores[i].name) == n && memcmp(config->stores[i].name, name, n) == 0)
-      return &config->stores[i];
-  return NULL;
-}
-
-/** Begin a [store NAME] section whose name is the `n` bytes at `name`. */
-static void config_begin_store(config_parser *p, const char *name, size_t n) {
-  ctl_config *config = p->config;
-  if (n == 0) {
-    config_fail(p, p->line, "a store section needs a name: [store NAME]");
-    return;
-  }
-  if (!is_identifier(name, n)) {
-    config_fail(p, p->line, "bad store name '%.*s' (use letters, digits and underscores)",
-                (int)(n > 64 ? 64 : n), name);
-    return;
-  }
-  const ctl_store *twin = config_store(config, name, n);
-  if (twin) {
-    config_fail(p, p->line, "store '%.*s' is defined twice (first on line %d)", (int)n, name,
-                twin->line);
-    return;
-  }
-  if (config->nstores == config->cap) {
-    size_t cap = config->cap ? 2 * config->cap : 4;
-    ctl_store *stores = realloc(config->stores, cap * sizeof(*stores));
-    if (!stores) {
-      config_oom(p);
-      return;
-    }
-    config->stores = stores;
-    config->cap = cap;
-  }
-  ctl_store *store = &config->stores[config->nstores];
-  store->name = copy_string(name, n);
-  store->url = NULL;
-  store->line = p->line;
-  if (!store->name) {
-    config_oom(p);
-    return;
-  }
-  p->store = config->nstores++;
-  p->section = SECTION_STORE;
-}
-
-/**
- * Parse a section header line; `s` points at its '['. A header without ']'
- * is left to inih, which reports it as a syntax error on this line.
- */
-static void config_section(config_parser *p, const char *s) {
-  const char *close = strchr(s, ']');
-  if (!close)
-    return;
-  const char *rest = close + 1;
-  while (is_blank(*rest))
-    rest++;
-  if (*rest && *rest != '\n' && *rest != '\r' && *rest != ';' && *rest != '#') {
-    config_fail(p, p->line, "unexpected text after ']'");
-    return;
-  }
-  const char *begin = s + 1, *end = close;
-  while (begin < end && is_blank(*begin))
-    begin++;
-  while (end > begin && is_blank(end[-1]))
-    end--;
-  const char *word_end = begin;
-  while (word_end < end && !is_blank(*word_end))
-    word_end++;
-  size_t word = (size_t)(word_end - begin);
-  const char *name = word_end;
-  while (name < end && is_blank(*name))
-    name++;
-
-  p->keys_seen = 0;
-  p->section = SECTION_NONE;
-  if (word == 3 && memcmp(begin, "env", 3) == 0 && name == end) {
-    if (p->env_line) {
-      config_fail(p, p->line, "[env] is given twice (first on line %d)", p->env_line);
-      return;
-    }
-    p->env_line = p->line;
-    p->section = SECTION_ENV;
-  } else if (word == 5 && memcmp(begin, "store", 5) == 0) {
-    config_begin_store(p, name, (size_t)(end - name));
-  } else {
-    size_t n = (size_t)(end - begin);
-    config_fail(p, p->line, "unknown section [%.*s] (expected [env] or [store NAME])",
-                (int)(n > 64 ? 64 : n), begin);
-  }
-}
-
-/**
- * inih's line reader: fgets() that counts lines, parses section headers and
- * refuses lines too long for inih's buffer (inih would split them silently).
- * Returning NULL ends the parse, which is how the first error stops it.
- */
-static char *config_read(char *buf, int size, void *stream) {
-  config_parser *p = stream;
-  if (p->error_line || size < 2 || !fgets(buf, size, p->file))
-    return NULL;
-  size_t n = strlen(buf);
-  bool starts_line = p->line_complete;
-  if (starts_line) {
-    p->line++;
-    p->line_length = 0;
-  }
-  p->line_length += n;
-  bool complete = n > 0 && buf[n - 1] == '\n';
-  if (!complete) {
-    int next = getc(p->file);
-    if (next == EOF)
-      complete = true;
-    else
-      ungetc(next, p->file);
-  }
-  p->line_complete = complete;
-  if (!complete && p->line_length + 1 >= UOWCTL_CONFIG_LINE_MAX) {
-    config_fail(p, p->line, "the line is longer than %d characters", UOWCTL_CONFIG_LINE_MAX - 3);
-    return NULL;
-  }
-  if (!starts_line)
-    return buf;
-
-  const char *s = buf;
-  if (p->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
-    s += 3; /* a UTF-8 byte order mark, which inih skips too */
-  p->indented = is_blank(*s);
-  while (is_blank(*s))
-    s++;
-  if (*s == '[') {
-    if (!complete) {
-      config_fail(p, p->line, "the section header is too long");
-      return NULL;
-    }
-    config_section(p, s);
-    if (p->error_line)
-      return NULL;
-  }
-  return buf;
-}
-
-/** Parse a pool_size value: a whole number from 1 to UOWCTL_MAX_POOL_SIZE. */
-static bool parse_pool_size(const char *value, unsigned *out) {
-  unsigned long n = 0;
-  if (!*value)
-    return false;
-  for (const char *c = value; *c; c++) {
-    if (*c < '0' || *c > '9')
-      return false;
-    n = n * 10 + (unsigned long)(*c - '0');
-    if (n > UOWCTL_MAX_POOL_SIZE)
-      return false;
-  }
-  if (n == 0)
-    return false;
-  *out = (unsigned)n;
-  return true;
-}
-
-/** Mark `key` as seen in this section; false (and an error) if it was already. */
-static bool config_key_once(config_parser *p, unsigned key, const char *name) {
-  if (p->keys_seen & key) {
-    config_fail(p, p->line, "'%s' is set twice in this section", name);
-    return false;
-  }
-  p->keys_seen |= key;
-  return true;
-}
-
-/** Store a store-name value (decider, outbox); the name is checked against the stores later. */
-static void config_store_ref(config_parser *p, const char *key, const char *value, char **slot,
-                             int *line) {
-  if (!is_identifier(value, strlen(value))) {
-    config_fail(p, p->line, "%s must name a store (letters, digits and underscores)", key);
-    return;
-  }
-  if (!(*slot = copy_string(value, strlen(value)))) {
-    config_oom(p);
-    return;
-  }
-  *line = p->line;
-}
-
-/** Handle a key of [env]. */
-static void config_env_key(config_parser *p, const char *name, const char *value) {
-  ctl_config *config = p->config;
-  if (strcmp(name, "pool_size") == 0) {
-    if (config_key_once(p, KEY_POOL_SIZE, name) && !parse_pool_size(value, &config->pool_size))
-      config_fail(p, p->line, "pool_size must be a whole number from 1 to %d",
-                  UOWCTL_MAX_POOL_SIZE);
-  } else if (strcmp(name, "decider") == 0) {
-    if (config_key_once(p, KEY_DECIDER, name))
-      config_store_ref(p, name, value, &config->decider, &config->decider_line);
-  } else if (strcmp(name, "outbox") == 0) {
-    if (config_key_once(p, KEY_OUTBOX, name))
-      config_store_ref(p, name, value, &config->outbox, &config->outbox_line);
-  } else {
-    config_fail(p, p->line, "unknown key '%.64s' in [env] (expected pool_size, decider or outbox)",
-                name);
-  }
-}
-
-/** Handle a key of [store NAME]. The value of url is never echoed: it may hold a password. */
-static void config_store_key(config_parser *p, const char *name, const char *value) {
-  ctl_store *store = &p->config->stores[p->store];
-  if (strcmp(name, "url") == 0) {
-    if (!config_key_once(p, KEY_URL, name))
-      return;
-    if (!*value) {
-      config_fail(p, p->line, "url is empty");
-      return;
-    }
-    if (!(store->url = copy_string(value, strlen(value))))
-      config_oom(p);
-  } else {
-    config_fail(p, p->line, "unknown key '%.64s' in [store %s] (expected url)", name, store->name);
-  }
-}
-
-/** inih's key handler: one name = value line. */
-static int config_key(void *user, const char *section, const char *name, const char *value) {
-  config_parser *p = user;
-  (void)section; /* the reader tracks sections itself, trimmed and checked */
-  if (p->error_line)
-    return 1;
-  if (p->indented && p->keys_seen) {
-    /* inih reads an indented line after a key as more of that key's value */
-    config_fail(p, p->line, "a value cannot continue on an indented line");
-  } else if (p->section == SECTION_NONE) {
-    config_fail(p, p->line, "'%.64s' is outside a section (put it under [env] or [store NAME])",
-                name);
-  } else if (p->section == SECTION_ENV) {
-    config_env_key(p, name, value);
-  } else {
-    config_store_key(p, name, value);
-  }
-  return p->error_line == 0;
-}
-
-/** Checks that need the whole file: every store has a url, names refer to stores. */
-static void config_check(config_parser *p) {
-  const ctl_config *config = p->config;
-  if (config->nstores == 0) {
-    config_fail(p, -1, "no store: add a [store NAME] section with a url");
-    return;
-  }
-  for (size_t i = 0; i < config->nstores; i++)
-    if (!config->stores[i].url)
-      config_fail(p, config->stores[i].line, "[store %s] has no url", config->stores[i].name);
-  if (config->decider && !config_store(config, config->decider, strlen(config->decider)))
-    config_fail(p, config->decider_line, "decider '%s' is not a store of this file",
-                config->decider);
-  if (config->outbox && !config_store(config, config->outbox, strlen(config->outbox)))
-    config_fail(p, config->outbox_line, "outbox '%s' is not a store of this file", config->outbox);
-}
-
-/**
- * Read the configuration file at `path` into `config`. Errors are printed as
- * "uowctl: FILE:LINE: message".
- * @return UOWCTL_EXIT_OK; UOWCTL_EXIT_USAGE (cannot open or read it, or an
- *         error in it); UOWCTL_EXIT_FAILED (out of memory). `config` holds
- *         nothing to free after a failure.
- */
-static int config_load(const char *path, bool path_given, ctl_config *config) {
-  memset(config, 0, sizeof(*config));
-  FILE *file = fopen(path, "r");
-  if (!file) {
-    fprintf(stderr, "uowctl: cannot open configuration file '%s': %s%s\n", path, strerror(errno),
-            path_given ? "" : " (name one with -c FILE or UOWCTL_CONFIG)");
-    return UOWCTL_EXIT_USAGE;
-  }
-#ifdef UOWCTL_INIH_RUNTIME_OPTIONS
-  ini_use_stack = false;
-  ini_allow_realloc = true;
-  ini_max_line = UOWCTL_CONFIG_LINE_MAX;
-#endif
-  config_parser p = {0};
-  p.config = config;
-  p.file = file;
-  p.line_complete = true;
-  int syntax = ini_parse_stream(config_read, &p, config_key, &p);
-  bool unreadable = ferror(file) != 0;
-  int read_errno = errno;
-  fclose(file);
-
-  int rc = UOWCTL_EXIT_OK;
-  if (unreadable) {
-    fprintf(stderr, "uowctl: cannot read configuration file '%s': %s\n", path,
-            strerror(read_errno));
-    rc = UOWCTL_EXIT_USAGE;
-  } else if (syntax == -2) {
-    fprintf(stderr, "uowctl: out of memory reading '%s'\n", path);
-    rc = UOWCTL_EXIT_FAILED;
-  } else {
-    /* inih numbers lines as the reader does; its error comes first when it is on an earlier line */
-    if (syntax > 0 && (p.error_line <= 0 || syntax < p.error_line)) {
-      p.error_line = 0;
-      config_fail(&p, syntax, "syntax error (expected [section], name = value or a ; comment)");
-    }
-    config_check(&p);
-    if (p.error_line > 0)
-      fprintf(stderr, "uowctl: %s:%d: %s\n", path, p.error_line, p.error);
-    else if (p.error_line < 0)
-      fprintf(stderr, "uowctl: %s: %s\n", path, p.error);
-    if (p.error_line)
-      rc = p.out_of_memory ? UOWCTL_EXIT_FAILED : UOWCTL_EXIT_USAGE;
-  }
-  if (rc)
-    config_free(config);
-  return rc;
-}
 
 /* ---- output helpers ---- */
 
@@ -497,8 +45,8 @@ static size_t trimmed_length(const char *s) {
   return n;
 }
 
-/** Print a message on one line: line breaks and tabs become spaces, trailing ones go. */
-static void print_one_line(FILE *out, const char *s) {
+/* See uowctl.h. */
+void ctl_print_one_line(FILE *out, const char *s) {
   size_t n = trimmed_length(s);
   for (size_t i = 0; i < n; i++)
     fputc(s[i] == '\n' || s[i] == '\r' || s[i] == '\t' ? ' ' : s[i], out);
@@ -586,8 +134,8 @@ static void json_bool(FILE *out, int b) { fputs(b < 0 ? "null" : b ? "true" : "f
 
 /* ---- the environment ---- */
 
-/** The message to show for `rc`: the environment's when there is one, else the code's. */
-static const char *env_message(const uow_env *env, int rc) {
+/* See uowctl.h. */
+const char *ctl_env_message(const uow_env *env, int rc) {
   const char *msg = env ? uow_env_errmsg(env) : "";
   return msg && *msg ? msg : uow_strerror(rc);
 }
@@ -605,24 +153,20 @@ static int env_open(const ctl_config *config, uow_env **env) {
   return uow_env_open(&opts, env);
 }
 
-/** Print the library's message for a failure: "uowctl: message" on one line of stderr. */
-static void print_failure(const uow_env *env, int rc) {
+/* See uowctl.h. */
+void ctl_print_failure(const uow_env *env, int rc) {
   fputs("uowctl: ", stderr);
-  print_one_line(stderr, env_message(env, rc));
+  ctl_print_one_line(stderr, ctl_env_message(env, rc));
   fputc('\n', stderr);
 }
 
-/**
- * Open an environment and add every store of `config`, stopping at the first
- * failure, whose message is printed with print_failure().
- * @return 0 or the library's code; close *env with uow_env_close() either way.
- */
-static int env_setup(const ctl_config *config, uow_env **env) {
+/* See uowctl.h. */
+int ctl_env_setup(const ctl_config *config, uow_env **env) {
   int rc = env_open(config, env);
   for (size_t i = 0; !rc && i < config->nstores; i++)
     rc = uow_env_add_store(*env, config->stores[i].name, config->stores[i].url);
   if (rc)
-    print_failure(*env, rc);
+    ctl_print_failure(*env, rc);
   return rc;
 }
 
@@ -760,7 +304,7 @@ static void status_print_table(FILE *out, const status_row *rows, size_t n) {
       fputc('\n', out);
     first = false;
     fprintf(out, "%s: ", rows[r].name);
-    print_one_line(out, rows[r].error);
+    ctl_print_one_line(out, rows[r].error);
     fputc('\n', out);
   }
 }
@@ -807,7 +351,8 @@ static void status_print_json(FILE *out, const status_row *rows, size_t n, bool 
  * unreachable with the library's message), ask uow_env_status() and print.
  * @return UOWCTL_EXIT_OK when every store is reachable, else UOWCTL_EXIT_FAILED.
  */
-static int cmd_status(const ctl_config *config, bool json) {
+static int cmd_status(const ctl_config *config, const ctl_args *args) {
+  bool json = args->json;
   int exit_code = UOWCTL_EXIT_FAILED;
   uow_env *env = NULL;
   char **failures = NULL;
@@ -816,7 +361,7 @@ static int cmd_status(const ctl_config *config, bool json) {
 
   int rc = env_open(config, &env);
   if (rc) {
-    print_failure(env, rc);
+    ctl_print_failure(env, rc);
     goto done;
   }
   failures = calloc(config->nstores, sizeof(*failures));
@@ -826,8 +371,8 @@ static int cmd_status(const ctl_config *config, bool json) {
   for (size_t i = 0; i < config->nstores; i++) {
     rc = uow_env_add_store(env, config->stores[i].name, config->stores[i].url);
     if (rc) {
-      const char *msg = env_message(env, rc);
-      if (!(failures[i] = copy_string(msg, strlen(msg))))
+      const char *msg = ctl_env_message(env, rc);
+      if (!(failures[i] = ctl_copy_string(msg, strlen(msg))))
         goto oom;
     }
   }
@@ -840,7 +385,7 @@ static int cmd_status(const ctl_config *config, bool json) {
     rc = uow_env_status(env, statuses, count, &count);
   }
   if (rc) {
-    print_failure(env, rc);
+    ctl_print_failure(env, rc);
     goto done;
   }
 
@@ -908,21 +453,22 @@ static void recover_print(FILE *out, const uow_recover_report *report, const cha
  * @return UOWCTL_EXIT_OK when every unit found was settled, else UOWCTL_EXIT_FAILED
  *         with the library's message on stderr.
  */
-static int cmd_recover(const ctl_config *config, bool json) {
+static int cmd_recover(const ctl_config *config, const ctl_args *args) {
+  bool json = args->json;
   uow_env *env = NULL;
   uow_recover_report report = UOW_RECOVER_REPORT_INIT;
-  int rc = env_setup(config, &env);
+  int rc = ctl_env_setup(config, &env);
   if (rc) {
     if (json)
-      recover_print(stdout, &report, env_message(env, rc), true);
+      recover_print(stdout, &report, ctl_env_message(env, rc), true);
     uow_env_close(env);
     return UOWCTL_EXIT_FAILED;
   }
   rc = uow_recover(env, &report);
-  const char *error = rc ? env_message(env, rc) : NULL;
+  const char *error = rc ? ctl_env_message(env, rc) : NULL;
   recover_print(stdout, &report, error, json);
   if (rc)
-    print_failure(env, rc);
+    ctl_print_failure(env, rc);
   uow_env_close(env);
   return rc ? UOWCTL_EXIT_FAILED : UOWCTL_EXIT_OK;
 }
@@ -934,14 +480,14 @@ static int cmd_recover(const ctl_config *config, bool json) {
  * creates the library's own tables where they are missing.
  * @return UOWCTL_EXIT_OK or UOWCTL_EXIT_FAILED (message on stderr).
  */
-static int cmd_schema(const ctl_config *config, bool json) {
-  (void)json;
+static int cmd_schema(const ctl_config *config, const ctl_args *args) {
+  (void)args;
   uow_env *env = NULL;
-  int rc = env_setup(config, &env);
+  int rc = ctl_env_setup(config, &env);
   if (!rc) {
     rc = uow_env_create_schema(env);
     if (rc) {
-      print_failure(env, rc);
+      ctl_print_failure(env, rc);
     } else {
       printf("schema: libuow's tables are in place in %zu store%s:", config->nstores,
              config->nstores == 1 ? "" : "s");
@@ -956,78 +502,89 @@ static int cmd_schema(const ctl_config *config, bool json) {
 
 /* ---- command line ---- */
 
-/** A command: its name, help and what runs it. */
-typedef struct ctl_command {
-  const char *name;
-  const char *summary; /* one line for `uowctl --help` */
-  const char *help;    /* the whole text of `uowctl NAME --help` */
-  bool takes_json;     /* accepts --json */
-  int (*run)(const ctl_config *config, bool json);
-} ctl_command;
+static const ctl_command status_command = {
+    "status",
+    "show every store: reachable, in-doubt units, outbox backlog",
+    "Usage: uowctl [-c FILE] status [--json]\n"
+    "\n"
+    "Show every store of the configuration file: its scheme, its URL (with any\n"
+    "password hidden), whether it is reachable and can prepare (take part in a\n"
+    "multi-store unit), the units in doubt waiting for 'uowctl recover', the\n"
+    "decision records it holds, and the outbox rows pending and dead.\n"
+    "A count that cannot be read (say, the library's tables do not exist yet:\n"
+    "run 'uowctl schema') shows as '?' (null in JSON), with a note below.\n"
+    "\n"
+    "Options:\n"
+    "  --json             print a JSON document instead of a table\n"
+    "  -c, --config FILE  configuration file\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit status: 0 every store is reachable, 1 some store is not, 2 usage or\n"
+    "configuration error.\n",
+    true,
+    NULL,
+    NULL,
+    cmd_status};
 
-static const ctl_command commands[] = {
-    {"status", "show every store: reachable, in-doubt units, outbox backlog",
-     "Usage: uowctl [-c FILE] status [--json]\n"
-     "\n"
-     "Show every store of the configuration file: its scheme, its URL (with any\n"
-     "password hidden), whether it is reachable and can prepare (take part in a\n"
-     "multi-store unit), the units in doubt waiting for 'uowctl recover', the\n"
-     "decision records it holds, and the outbox rows pending and dead.\n"
-     "A count that cannot be read (say, the library's tables do not exist yet:\n"
-     "run 'uowctl schema') shows as '?' (null in JSON), with a note below.\n"
-     "\n"
-     "Options:\n"
-     "  --json             print a JSON document instead of a table\n"
-     "  -c, --config FILE  configuration file\n"
-     "  -h, --help         show this help\n"
-     "\n"
-     "Exit status: 0 every store is reachable, 1 some store is not, 2 usage or\n"
-     "configuration error.\n",
-     true, cmd_status},
-    {"recover", "settle units left in doubt by a crash (uow_recover)",
-     "Usage: uowctl [-c FILE] recover [--json]\n"
-     "\n"
-     "Settle every multi-store unit that a crash or an outage left in doubt: a\n"
-     "prepared transaction whose decider holds the commit decision is committed,\n"
-     "one without it is fenced with an abort record and rolled back. Finished\n"
-     "decision records are removed. Safe to run at any time, also while the\n"
-     "application runs; every store taking part in multi-store units must be in\n"
-     "the configuration file. Prints what was done.\n"
-     "\n"
-     "Options:\n"
-     "  --json             print a JSON document instead of text\n"
-     "  -c, --config FILE  configuration file\n"
-     "  -h, --help         show this help\n"
-     "\n"
-     "Exit status: 0 every unit found was settled, 1 something failed (the\n"
-     "message says what; run it again), 2 usage or configuration error.\n",
-     true, cmd_recover},
-    {"schema", "create libuow's own tables (outbox, decision records)",
-     "Usage: uowctl [-c FILE] schema\n"
-     "\n"
-     "Create the library's own tables (the outbox and the decision records) in\n"
-     "every store of the configuration file that can hold them, where they do\n"
-     "not exist yet. The application's tables are left alone.\n"
-     "\n"
-     "Options:\n"
-     "  -c, --config FILE  configuration file\n"
-     "  -h, --help         show this help\n"
-     "\n"
-     "Exit status: 0 done, 1 a store failed, 2 usage or configuration error.\n",
-     false, cmd_schema},
-};
+static const ctl_command recover_command = {
+    "recover",
+    "settle units left in doubt by a crash (uow_recover)",
+    "Usage: uowctl [-c FILE] recover [--json]\n"
+    "\n"
+    "Settle every multi-store unit that a crash or an outage left in doubt: a\n"
+    "prepared transaction whose decider holds the commit decision is committed,\n"
+    "one without it is fenced with an abort record and rolled back. Finished\n"
+    "decision records are removed. Safe to run at any time, also while the\n"
+    "application runs; every store taking part in multi-store units must be in\n"
+    "the configuration file. Prints what was done.\n"
+    "\n"
+    "Options:\n"
+    "  --json             print a JSON document instead of text\n"
+    "  -c, --config FILE  configuration file\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit status: 0 every unit found was settled, 1 something failed (the\n"
+    "message says what; run it again), 2 usage or configuration error.\n",
+    true,
+    NULL,
+    NULL,
+    cmd_recover};
+
+static const ctl_command schema_command = {
+    "schema",
+    "create libuow's own tables (outbox, decision records)",
+    "Usage: uowctl [-c FILE] schema\n"
+    "\n"
+    "Create the library's own tables (the outbox and the decision records) in\n"
+    "every store of the configuration file that can hold them, where they do\n"
+    "not exist yet. The application's tables are left alone.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE  configuration file\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Exit status: 0 done, 1 a store failed, 2 usage or configuration error.\n",
+    false,
+    NULL,
+    NULL,
+    cmd_schema};
+
+/** Every command, in the order `uowctl --help` lists them. */
+static const ctl_command *const commands[] = {&status_command, &recover_command, &schema_command,
+                                              &ctl_relay_command, &ctl_requeue_command};
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 /** Print the help of uowctl itself. */
 static void print_main_help(FILE *out) {
   fputs("Usage: uowctl [-c FILE] COMMAND [OPTIONS]\n"
         "\n"
-        "See and repair the stores of an application that uses libuow.\n"
+        "See and repair the stores of an application that uses libuow, and deliver\n"
+        "its outbox.\n"
         "\n"
         "Commands:\n",
         out);
   for (size_t i = 0; i < NCOMMANDS; i++)
-    fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
   fputs("  help      show the help of a command: uowctl help COMMAND\n"
         "\n"
         "Options:\n"
@@ -1055,8 +612,8 @@ static void print_main_help(FILE *out) {
 /** The command named `name`, or NULL. */
 static const ctl_command *find_command(const char *name) {
   for (size_t i = 0; i < NCOMMANDS; i++)
-    if (strcmp(commands[i].name, name) == 0)
-      return &commands[i];
+    if (strcmp(commands[i]->name, name) == 0)
+      return commands[i];
   return NULL;
 }
 
@@ -1064,7 +621,7 @@ static const ctl_command *find_command(const char *name) {
 static void unknown_command(const char *name) {
   fprintf(stderr, "uowctl: unknown command '%s' (commands:", name);
   for (size_t i = 0; i < NCOMMANDS; i++)
-    fprintf(stderr, " %s", commands[i].name);
+    fprintf(stderr, " %s", commands[i]->name);
   fputs(", help)\nRun 'uowctl --help' for usage.\n", stderr);
 }
 
@@ -1095,6 +652,33 @@ static int take_config_option(int argc, char **argv, int *i, const char **path, 
   }
   *path = value;
   return 1;
+}
+
+/* See uowctl.h. */
+int ctl_take_value(int argc, char **argv, int *i, const char *name, const char **value,
+                   const char *who) {
+  const char *arg = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(arg, name, n) != 0 || (arg[n] != '\0' && arg[n] != '='))
+    return 0;
+  if (arg[n] == '=') {
+    *value = arg + n + 1;
+  } else if (*i + 1 < argc) {
+    *value = argv[++*i];
+  } else {
+    *value = "";
+  }
+  if (!**value) {
+    fprintf(stderr, "%s: option '%s' needs a value\n", who, name);
+    return -1;
+  }
+  return 1;
+}
+
+/** Point to the command's help after a usage error; returns UOWCTL_EXIT_USAGE. */
+static int usage_hint(const ctl_command *command) {
+  fprintf(stderr, "Run 'uowctl %s --help' for usage.\n", command->name);
+  return UOWCTL_EXIT_USAGE;
 }
 
 /** Whether `arg` asks for help. */
@@ -1168,12 +752,15 @@ static int run(int argc, char **argv) {
 
   char who[32];
   snprintf(who, sizeof(who), "uowctl %s", command->name);
-  bool json = false;
+  ctl_args args;
+  memset(&args, 0, sizeof(args));
   for (; i < argc; i++) {
     const char *arg = argv[i];
     int taken = take_config_option(argc, argv, &i, &config_path, who);
+    if (!taken && command->option)
+      taken = command->option(&args, argc, argv, &i, who);
     if (taken < 0)
-      return UOWCTL_EXIT_USAGE;
+      return usage_hint(command);
     if (taken)
       continue;
     if (is_help(arg)) {
@@ -1181,16 +768,17 @@ static int run(int argc, char **argv) {
       return UOWCTL_EXIT_OK;
     }
     if (command->takes_json && strcmp(arg, "--json") == 0) {
-      json = true;
+      args.json = true;
       continue;
     }
     if (arg[0] == '-')
       fprintf(stderr, "%s: unknown option '%s'\n", who, arg);
     else
       fprintf(stderr, "%s: unexpected argument '%s'\n", who, arg);
-    fprintf(stderr, "Run 'uowctl %s --help' for usage.\n", command->name);
-    return UOWCTL_EXIT_USAGE;
+    return usage_hint(command);
   }
+  if (command->check && command->check(&args, who) < 0)
+    return usage_hint(command);
 
   bool given = config_path != NULL;
   if (!config_path) {
@@ -1199,11 +787,11 @@ static int run(int argc, char **argv) {
     given = from_env && *from_env;
   }
   ctl_config config;
-  int rc = config_load(config_path, given, &config);
+  int rc = ctl_config_load(config_path, given, &config);
   if (rc)
     return rc;
-  rc = command->run(&config, json);
-  config_free(&config);
+  rc = command->run(&config, &args);
+  ctl_config_free(&config);
   return rc;
 }
 
