@@ -164,6 +164,12 @@ static const char *const pg_outbox =
     "\"attempts\" BIGINT NOT NULL, \"next_attempt_at\" BIGINT NOT NULL, \"delivered_at\" BIGINT, "
     "\"last_error\" TEXT)";
 
+/* The relay's indexes, as uow_env_create_schema makes them (both dialects). */
+static const char *const outbox_pending =
+    "CREATE INDEX IF NOT EXISTS uow_outbox_pending ON uow_outbox (state, next_attempt_at)";
+static const char *const outbox_key =
+    "CREATE INDEX IF NOT EXISTS uow_outbox_key ON uow_outbox (event_key, state, id)";
+
 static const char *const sqlite_decision =
     "CREATE TABLE IF NOT EXISTS \"uow_decision\" (\"unit_id\" TEXT PRIMARY KEY, \"outcome\" TEXT "
     "NOT NULL, \"participants\" TEXT NOT NULL, \"created_at\" INTEGER NOT NULL)";
@@ -179,14 +185,19 @@ static const char *const pg_remote =
     "NOT NULL, \"amount\" DOUBLE PRECISION NOT NULL, \"version\" BIGINT NOT NULL)";
 
 const char *const *bench_schema(bench_dialect d, const char *workload) {
-  static const char *const sqlite_w1[] = {sqlite_users, sqlite_outbox, sqlite_decision, NULL};
-  static const char *const pg_w1[] = {pg_users, pg_outbox, pg_decision, NULL};
+  static const char *const sqlite_w1[] = {sqlite_users, sqlite_outbox, outbox_pending,
+                                          outbox_key,   sqlite_decision, NULL};
+  static const char *const pg_w1[] = {pg_users, pg_outbox, outbox_pending, outbox_key,
+                                      pg_decision, NULL};
   static const char *const sqlite_w2[] = {sqlite_courses, sqlite_enrollments, sqlite_audit,
-                                          sqlite_outbox,  sqlite_decision,    NULL};
-  static const char *const pg_w2[] = {pg_courses, pg_enrollments, pg_audit,
-                                      pg_outbox,  pg_decision,    NULL};
-  static const char *const sqlite_w4[] = {sqlite_local, sqlite_outbox, sqlite_decision, NULL};
-  static const char *const pg_w4[] = {pg_remote, pg_outbox, pg_decision, NULL};
+                                          sqlite_outbox,  outbox_pending,     outbox_key,
+                                          sqlite_decision, NULL};
+  static const char *const pg_w2[] = {pg_courses, pg_enrollments, pg_audit, pg_outbox,
+                                      outbox_pending, outbox_key, pg_decision, NULL};
+  static const char *const sqlite_w4[] = {sqlite_local, sqlite_outbox, outbox_pending,
+                                          outbox_key,   sqlite_decision, NULL};
+  static const char *const pg_w4[] = {pg_remote,  pg_outbox,   outbox_pending,
+                                      outbox_key, pg_decision, NULL};
   if (strcmp(workload, "W2") == 0)
     return d == BENCH_PG ? pg_w2 : sqlite_w2;
   if (strcmp(workload, "W4") == 0)
