@@ -41,6 +41,9 @@ UOW_API int uow_status_set(uow_status *st, int code, const char *fmt, ...)
 #define UOW_STORE_TRANSACTIONAL 0x01u /**< begin/commit/rollback/savepoints are real. */
 #define UOW_STORE_PREPARE 0x02u       /**< Two-phase commit: prepare/commit_prepared/... */
 #define UOW_STORE_SQL 0x04u           /**< Queries with where clauses and exec. */
+/** The store cannot join a transaction: a unit's writes to it become intents,
+ * committed in the outbox with the unit and applied afterwards with `apply`. */
+#define UOW_STORE_INTENTS 0x08u
 
 /** A driver's store object (one per uow_env_add_store). */
 typedef struct uow_store_driver uow_store_driver;
@@ -81,6 +84,31 @@ typedef struct uow_store_config {
   int version;            /**< 1 */
   const char *name;       /**< The store's name, for messages. */
 } uow_store_config;
+
+/** One field of an intent: a column's name and its value as text (integers in
+ * decimal, doubles with 17 significant digits, booleans 0/1, text and blobs as
+ * their bytes). A NULL value leaves the field out. */
+typedef struct uow_intent_field {
+  const char *name;  /**< The column's name. */
+  const void *value; /**< Its bytes, or NULL for SQL NULL. */
+  size_t len;        /**< Their count. */
+} uow_intent_field;
+
+/**
+ * What a committed unit wants a store that cannot join a transaction to hold
+ * for one object: every field (put) or nothing (delete), at `version`. A store
+ * applies it only if it holds an older version (or none) of the object, so
+ * intents can be applied again and out of order without moving backwards; a
+ * delete leaves a tombstone with its version for that reason.
+ */
+typedef struct uow_intent {
+  const char *table;               /**< The entity's table. */
+  const char *key;                 /**< The primary key as text. */
+  int64_t version;                 /**< The object's version after the unit (1 for a new one). */
+  bool del;                        /**< true: delete; false: put every field. */
+  const uow_intent_field *fields;  /**< put: one per column, the key's column included. */
+  size_t nfields;                  /**< Their count. */
+} uow_intent;
 
 /** A prepared transaction listed by `list_prepared`. */
 typedef void (*uow_gid_fn)(void *ctx, const char *gid);
@@ -175,9 +203,17 @@ typedef struct uow_store_ops {
    */
   int (*query_int64)(uow_store_conn *conn, const char *sql, const uow_value *params,
                      size_t nparams, int64_t *out, uow_status *st);
+  /**
+   * UOW_STORE_INTENTS: apply `n` intents in order, each version-guarded (see
+   * uow_intent), in as few round trips as the store allows. `*applied` gets
+   * how many of the first ones are done (skipped as older counts as done).
+   * Fails with UOW_EIO when the store is unreachable.
+   */
+  int (*apply)(uow_store_conn *conn, const uow_intent *intents, size_t n, size_t *applied,
+               uow_status *st);
 } uow_store_ops;
 
-/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64). */
+/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64, apply). */
 #define UOW_STORE_ABI 2
 
 /**
