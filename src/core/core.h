@@ -106,6 +106,12 @@ extern const uow_entity uow__lease_entity;
 
 /* ---- unit (unit.c, tracker.c, flush.c) ---- */
 
+/* An intent for a store that cannot join a transaction (intent.c). */
+typedef struct uow_pending_intent {
+  uow_store *store;
+  uow_intent intent;
+} uow_pending_intent;
+
 typedef enum uow_record_state {
   UOW_REC_NEW = 1, /* created in this unit, not inserted yet */
   UOW_REC_CLEAN,   /* in the store; may have unflushed changes */
@@ -196,7 +202,9 @@ struct uow_unit {
   unsigned visit_serial;
   unsigned failed_depth; /* savepoint depth when the unit failed */
   bool committing;       /* inside uow_commit: a failure there rolls everything back */
+  uow_store *outbox;     /* the store the commit wrote the outbox rows to */
   uow_vec cleanup;       /* char *: finished decisions this commit deletes in its decider */
+  uow_vec intents;       /* uow_pending_intent: built at commit, applied after it */
   char errmsg[1024];
 };
 
@@ -234,6 +242,21 @@ int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const u
 
 /* Flush (flush.c): write pending changes; with `commit`, also the outbox and COMMIT. */
 int uow__flush(uow_unit *unit, bool commit);
+
+/* ---- intents (intent.c): stores that cannot join a transaction ---- */
+
+/* The intent of a tracked object: every field at `version`, or a delete
+ * (taken from the snapshot). Text lives in the unit's arena. */
+int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version,
+                      uow_intent *out);
+/* An intent as an outbox payload, and back (decoded strings in `arena`). */
+int uow__intent_encode(const uow_intent *in, uow_buf *out);
+int uow__intent_decode(const void *data, size_t len, uow_arena *arena, uow_intent *out);
+/* After the commit: apply the unit's intents and mark their outbox rows (in
+ * `outbox`) delivered; what fails is left to the relay. */
+void uow__intents_apply(uow_unit *unit, uow_store *outbox);
+/* The relay's sink for intent rows: applies them to the store named by each topic. */
+void uow__intent_sink(uow_env *env, uow_sink *out);
 
 /* ---- coordinator (coord.c): two-phase commit across stores, recovery ---- */
 

@@ -12,11 +12,12 @@
 
 extern const uow_store_ops uow__sqlite_store;
 extern const uow_store_ops uow__postgres_store;
+extern const uow_store_ops uow__redis_store;
 
 enum { MAX_REGISTERED = 16, DEFAULT_POOL = 8, MAX_COLUMNS = 64 };
 
-static const uow_store_ops *registered[MAX_REGISTERED] = {&uow__sqlite_store,
-                                                          &uow__postgres_store};
+static const uow_store_ops *registered[MAX_REGISTERED] = {
+    &uow__sqlite_store, &uow__postgres_store, &uow__redis_store};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int uow_register_store(const uow_store_ops *ops) {
@@ -317,6 +318,12 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   int rc = check_entity(env, entity, &key, &version);
   if (rc)
     return rc;
+  if ((store->ops->caps & UOW_STORE_INTENTS) && version == SIZE_MAX)
+    return uow__env_fail(env, UOW_EINVAL,
+                         "map %s: store '%s' cannot join a transaction, so its objects are "
+                         "written after the commit and must never go back to an older state: "
+                         "give %s a UOW_VERSION column",
+                         entity->name, store_name, entity->name);
   unsigned depth = 0;
   for (size_t i = 0; i < entity->ncolumns; i++) {
     const uow_entity *target = entity->columns[i].references;

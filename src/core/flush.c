@@ -32,6 +32,11 @@ typedef struct flush {
   unsigned mark;
 } flush;
 
+/* Objects of a store that cannot join a transaction become intents at commit. */
+static bool is_intent(const uow_record *rec) {
+  return (rec->map->store->ops->caps & UOW_STORE_INTENTS) != 0;
+}
+
 static const uow_column *key_column(const uow_mapping *map) {
   return &map->entity->columns[map->key];
 }
@@ -85,7 +90,7 @@ static uow_record *parent_of(uow_unit *unit, const uow_record *rec, const uow_co
 
 /* Depth-first: a new record's new parents are planned before it. */
 static int plan_insert(flush *f, uow_record *rec) {
-  if (rec->visit == f->mark + 1)
+  if (rec->visit == f->mark + 1 || is_intent(rec))
     return UOW_OK;
   if (rec->visit == f->mark)
     return uow__unit_fail(f->unit, UOW_EINVAL,
@@ -172,14 +177,15 @@ static int plan(flush *f) {
       rc = plan_insert(f, recs[i]);
   size_t first = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && may_update(recs[i]))
+    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && !is_intent(recs[i]) &&
+        may_update(recs[i]))
       rc = push_op(f, recs[i], UOW_WRITE_UPDATE);
   if (rc)
     return rc;
   sort_ops(f, first, compare_updates);
   first = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_DELETED)
+    if (recs[i]->state == UOW_REC_DELETED && !is_intent(recs[i]))
       rc = push_op(f, recs[i], UOW_WRITE_DELETE);
   if (rc)
     return rc;
@@ -454,6 +460,13 @@ static int add_events(flush *f, uow_store *store, int64_t now) {
   return UOW_OK;
 }
 
+static bool holds_outbox(const uow_store *store) {
+  unsigned need = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
+  return (store->ops->caps & need) == need;
+}
+
+/* The store of the pending batch, else the one written, else the configured
+ * outbox store, else the first SQL store; NULL if there is none. */
 static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
   if (pending)
     return pending;
@@ -462,7 +475,66 @@ static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
       return unit->stores[i].store;
   const uow_env *env = unit->env;
   uow_store *named = uow__env_store(env, env->opts.outbox_store);
-  return named ? named : UOW_VEC_AT(&env->stores, uow_store *, 0);
+  if (named && holds_outbox(named))
+    return named;
+  for (size_t i = 0; i < env->stores.len; i++)
+    if (holds_outbox(UOW_VEC_AT(&env->stores, uow_store *, i)))
+      return UOW_VEC_AT(&env->stores, uow_store *, i);
+  return NULL;
+}
+
+/* The intents of the unit's objects in stores that cannot join a transaction,
+ * as outbox rows on `store` (kept in unit->intents to apply after the commit). */
+static int add_intents(flush *f, uow_store *store, int64_t now) {
+  uow_unit *unit = f->unit;
+  uow_buf payload;
+  uow__buf_init(&payload);
+  int rc = UOW_OK;
+  for (size_t i = 0; i < unit->records.len && !rc; i++) {
+    uow_record *rec = UOW_VEC_AT(&unit->records, uow_record *, i);
+    bool del = rec->state == UOW_REC_DELETED;
+    if (!is_intent(rec) || rec->state == UOW_REC_GONE ||
+        (rec->state == UOW_REC_CLEAN && !uow__record_changes(rec)))
+      continue;
+    if (!store)
+      return uow__unit_fail(unit, UOW_EINVAL,
+                            "commit: %s objects live in store '%s', which cannot join a "
+                            "transaction; their changes go through an outbox, and no SQL store "
+                            "holds one (add a SQLite or PostgreSQL store)",
+                            rec->map->entity->name, rec->map->store->name);
+    int64_t version = rec->state == UOW_REC_NEW ? 1 : snapshot_version(rec) + 1;
+    uow_pending_intent *p = uow__vec_push(&unit->intents, sizeof(*p));
+    rc = p ? (del ? UOW_OK : resolve_parents(f, rec)) : UOW_ENOMEM;
+    if (!rc) {
+      p->store = rec->map->store;
+      rc = uow__intent_build(unit, rec, del, version, &p->intent);
+    }
+    if (!rc)
+      rc = uow__intent_encode(&p->intent, &payload);
+    uow_outbox_row *row = rc ? NULL : uow__arena_alloc(&f->scratch, sizeof(*row));
+    size_t size = rc ? 0 : strlen(p->intent.table) + strlen(p->intent.key) + 2;
+    char *key = row ? uow__arena_alloc(&f->scratch, size) : NULL;
+    if (!rc && !key) {
+      rc = UOW_ENOMEM;
+    } else if (!rc) {
+      snprintf(key, size, "%s:%s", p->intent.table, p->intent.key);
+      row->unit_id = unit->id;
+      row->seq = (int64_t)(unit->events.len + unit->intents.len);
+      row->kind = "intent";
+      row->topic = p->store->name;
+      row->event_key = key;
+      row->payload.data = uow__arena_dup(&f->scratch, payload.data, payload.len);
+      row->payload.size = payload.len;
+      row->created_at = row->next_attempt_at = now;
+      rc = row->payload.data ? add_row(f, store, &uow__outbox_entity, row) : UOW_ENOMEM;
+    }
+    if (!rc && !del)
+      set_version(rec, version);
+  }
+  uow__buf_free(&payload);
+  if (rc == UOW_ENOMEM)
+    return uow__unit_fail(unit, rc, "commit: out of memory");
+  return rc;
 }
 
 /* The stores this unit writes to, counting what is planned: known before
@@ -493,12 +565,19 @@ static int commit_readers(uow_unit *unit, const uow_store *except) {
 static int finish_one_phase(flush *f) {
   uow_unit *unit = f->unit;
   uow_store *target = outbox_store(unit, f->writes.len ? f->store : NULL);
-  int rc = commit_readers(unit, target);
+  int64_t now = uow__now_ms();
+  int rc = add_intents(f, target, now);
+  if (rc)
+    return rc;
+  if (!target)
+    return UOW_OK; /* nothing to write, and no store that could have */
+  unit->outbox = target;
+  rc = commit_readers(unit, target);
   if (rc)
     return rc;
   if (!unit->events.len && !f->writes.len && !unit->stores[target->index].in_txn)
     return UOW_OK;
-  rc = add_events(f, target, uow__now_ms());
+  rc = add_events(f, target, now);
   if (!rc) {
     f->store = target;
     rc = run_batch(f, true);
@@ -545,6 +624,9 @@ static int finish_two_phase(flush *f, uow_store *decider) {
   rc = decision ? uow__coord_cleanup(unit, dus) : UOW_ENOMEM;
   if (!rc)
     rc = add_events(f, decider, now);
+  if (!rc)
+    rc = add_intents(f, decider, now);
+  unit->outbox = decider;
   if (!rc)
     rc = add_row(f, decider, &uow__decision_entity, decision);
   if (!rc) {

@@ -36,15 +36,17 @@ enum { DEFAULT_BATCH = 100, MAX_BATCH = 1000, DEFAULT_ATTEMPTS = 10 };
 /* Column positions in uow__outbox_entity. */
 enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STATE, C_ATTEMPTS };
 
-/* Pending, due, and first of its key. `?`: now. */
+/* Pending rows of a kind, due, and first of their key. `?`: the kind, now. */
 #define PENDING                                                                                    \
-  "state = 0 AND kind = 'event' AND next_attempt_at <= ? AND (event_key IS NULL OR NOT EXISTS "    \
+  "state = 0 AND kind = ? AND next_attempt_at <= ? AND (event_key IS NULL OR NOT EXISTS "          \
   "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
   "e.id < uow_outbox.id)) ORDER BY id LIMIT %u"
 
 typedef struct relay {
   uow_env *env;
-  const uow_sink *sink;
+  const uow_sink *sink;   /* where the current claim goes: events or intents */
+  const uow_sink *user;   /* the caller's sink, for events */
+  uow_sink intents;       /* applies intents to their stores */
   uow_relay_options o;
   uow_relay_stats *stats;
   char holder[96]; /* this relay, in the SQLite lease */
@@ -103,8 +105,9 @@ static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
   char where[640];
   snprintf(where, sizeof(where), PENDING "%s", r->o.batch,
            lock ? " FOR UPDATE SKIP LOCKED" : "");
-  const uow_value now = uow_int64(uow__now_ms());
-  return r->store->ops->read(conn, &uow__outbox_entity, where, &now, 1, 0, take_event, r, st);
+  const uow_value params[2] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
+                               uow_int64(uow__now_ms())};
+  return r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
 }
 
 /* ---- marking ---- */
@@ -263,28 +266,42 @@ static void reset_batch(relay *r) {
   uow__arena_init(&r->arena);
 }
 
-/* One pass over `store`; `*found` tells whether there was anything to deliver. */
+/* Claim, deliver and mark one batch of `sink`'s kind of rows on `conn`. */
+static int relay_batch(relay *r, uow_store_conn *conn, const uow_sink *sink, bool *found,
+                       uow_status *st) {
+  r->sink = sink;
+  reset_batch(r);
+  int rc;
+  if (locks_rows(r->store)) {
+    rc = transaction(r, conn, 0, claim_locked, st);
+  } else {
+    rc = transaction(r, conn, 0, claim_unlocked, st);
+    if (!rc && r->events.len)
+      rc = transaction(r, conn, UOW_FOR_UPDATE, mark_only, st);
+  }
+  *found = *found || r->events.len > 0;
+  return rc;
+}
+
+/* One pass over `store`: intents, then events; `*found` tells whether there
+ * was anything to deliver. */
 static int relay_store(relay *r, uow_store *store, bool *found) {
   r->store = store;
-  reset_batch(r);
   uow_store_conn *conn = NULL;
   bool reused;
   uow_status st = {0, ""};
   int rc = uow__pool_acquire(store, &conn, &reused, &st);
-  if (!rc && locks_rows(store)) {
-    rc = transaction(r, conn, 0, claim_locked, &st);
-  } else if (!rc) {
+  if (!rc && !locks_rows(store)) {
     rc = transaction(r, conn, UOW_FOR_UPDATE, take_lease, &st);
     if (rc == UOW_ECONFLICT) { /* another relay has this store */
       uow__pool_release(store, conn, true);
       return UOW_OK;
     }
-    if (!rc)
-      rc = transaction(r, conn, 0, claim_unlocked, &st);
-    if (!rc && r->events.len)
-      rc = transaction(r, conn, UOW_FOR_UPDATE, mark_only, &st);
   }
-  *found = *found || r->events.len > 0;
+  if (!rc)
+    rc = relay_batch(r, conn, &r->intents, found, &st);
+  if (!rc)
+    rc = relay_batch(r, conn, r->user, found, &st);
   if (!rc)
     rc = transaction(r, conn, 0, purge_and_count, &st);
   uow__pool_release(store, conn, rc != UOW_EIO);
@@ -322,7 +339,8 @@ static int setup(relay *r, uow_env *env, const uow_sink *sink, const uow_relay_o
   r->o.lease_ms = r->o.lease_ms ? r->o.lease_ms : DEFAULT_LEASE_MS;
   r->o.poll_ms = r->o.poll_ms ? r->o.poll_ms : DEFAULT_POLL_MS;
   r->env = env;
-  r->sink = sink;
+  r->sink = r->user = sink;
+  uow__intent_sink(env, &r->intents);
   r->stats = stats;
   r->seed = uow__random_seed(r) ^ env->nonce;
   r->seed = r->seed ? r->seed : 1;

@@ -172,6 +172,7 @@ void uow_end(uow_unit *unit) {
   uow__vec_free(&unit->savepoints);
   uow__vec_free(&unit->undo);
   uow__vec_free(&unit->cleanup);
+  uow__vec_free(&unit->intents);
   uow__map_free(&unit->identity);
   uow__arena_free(&unit->arena);
   unit->state = UOW_UNIT_ENDED;
@@ -605,6 +606,7 @@ int uow_commit(uow_unit *unit) {
   }
   unit->state = UOW_UNIT_COMMITTED;
   release_connections(unit);
+  uow__intents_apply(unit, unit->outbox);
   for (size_t i = 0; i < unit->hooks.len; i++) {
     uow_hook *hook = &UOW_VEC_AT(&unit->hooks, uow_hook, i);
     hook->fn(hook->arg);
