@@ -81,6 +81,110 @@ static void flush_and_commit_of_inserts_cost_one_round_trip(void **state) {
   assert_int_equal(test_count(w->env, "enrollments", NULL), 3);
 }
 
+static int64_t seed_profile(uow_env *env, const char *email) {
+  uow_unit *unit;
+  profile *p;
+  EOK(env, uow_begin(env, &unit));
+  UOK(unit, uow_new(unit, &profile_entity, (void **)&p));
+  p->email = (char *)email;
+  UOK(unit, uow_commit(unit));
+  int64_t id = p->id;
+  uow_end(unit);
+  return id;
+}
+
+/* The server checks that each UPDATE and DELETE matched its row, so COMMIT
+ * needs no answer first and rides in the same pipeline. */
+static void commit_of_updates_and_deletes_costs_one_round_trip(void **state) {
+  test_world *w = *state;
+  int64_t course_id = seed_course(w->env, "Updated", 10);
+  int64_t profile_id = seed_profile(w->env, "deleted@example.org");
+  uow_unit *unit;
+  course *c;
+  profile *p;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &course_id, (void **)&c));   /* versioned */
+  UOK(unit, uow_get(unit, &profile_entity, &profile_id, (void **)&p)); /* key only */
+  uow_store_conn *conn;
+  uint64_t before = round_trips(unit, &conn);
+  c->seats = 9;
+  UOK(unit, uow_delete(unit, p));
+  UOK(unit, uow_commit(unit));
+  uint64_t after = unit->stores[0].store->ops->round_trips(conn);
+  assert_int_equal(c->version, 2);
+  uow_end(unit);
+  printf("an UPDATE, a DELETE and COMMIT: %llu round trip(s)\n",
+         (unsigned long long)(after - before));
+  assert_int_equal(after - before, 1);
+  char where[64];
+  snprintf(where, sizeof(where), "id = %lld AND seats = 9 AND version = 2", (long long)course_id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+  assert_int_equal(test_count(w->env, "profiles", NULL), 0);
+}
+
+/* A stale row aborts the pipeline before the COMMIT queued behind it: the
+ * unit gets the stale-row conflict (not UOW_EINDOUBT, not the server's
+ * division by zero) and nothing of the batch is committed. */
+static void stale_row_in_a_pipelined_commit_is_a_conflict_and_commits_nothing(void **state) {
+  test_world *w = *state;
+  int64_t course_id = seed_course(w->env, "Stale", 10);
+  int64_t profile_id = seed_profile(w->env, "gone@example.org");
+  for (int deleted = 0; deleted < 2; deleted++) {
+    uow_unit *unit, *other;
+    course *c, *oc;
+    profile *p, *op;
+    EOK(w->env, uow_begin(w->env, &unit));
+    UOK(unit, uow_get(unit, &course_entity, &course_id, (void **)&c));
+    UOK(unit, uow_get(unit, &profile_entity, &profile_id, (void **)&p));
+    /* Another unit changes the course (first pass) or deletes the profile. */
+    EOK(w->env, uow_begin(w->env, &other));
+    if (!deleted) {
+      UOK(other, uow_get(other, &course_entity, &course_id, (void **)&oc));
+      oc->seats = 8;
+    } else {
+      UOK(other, uow_get(other, &profile_entity, &profile_id, (void **)&op));
+      UOK(other, uow_delete(other, op));
+    }
+    UOK(other, uow_commit(other));
+    uow_end(other);
+    enrollment *e;
+    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&e));
+    e->course = c;
+    e->learner = "never";
+    if (!deleted)
+      c->seats = 7;
+    else
+      UOK(unit, uow_delete(unit, p));
+    UCODE(unit, UOW_ECONFLICT, uow_commit(unit));
+    printf("%s\n", uow_errmsg(unit));
+    char expected[128];
+    if (!deleted)
+      snprintf(expected, sizeof(expected), "no row \"courses\" with id = %lld and version = 1",
+               (long long)course_id);
+    else
+      snprintf(expected, sizeof(expected), "no row \"profiles\" with id = %lld",
+               (long long)profile_id);
+    assert_contains(uow_errmsg(unit), expected);
+    assert_contains(uow_errmsg(unit), "changed or deleted by another unit");
+    UOK(unit, uow_rollback(unit));
+    uow_end(unit);
+    assert_int_equal(test_count(w->env, "enrollments", NULL), 0);
+  }
+  char where[64];
+  snprintf(where, sizeof(where), "id = %lld AND seats = 8 AND version = 2", (long long)course_id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+  /* The connection that conflicted went back to the pool and still works. */
+  uow_unit *unit;
+  course *c;
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &course_id, (void **)&c));
+  c->seats = 6;
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  snprintf(where, sizeof(where), "id = %lld AND seats = 6 AND version = 3", (long long)course_id);
+  assert_int_equal(test_count(w->env, "courses", where), 1);
+}
+
 /* The store's documented chunk: at most this many rows per multi-row INSERT. */
 enum { INSERT_CHUNK_ROWS = 100, BATCH_ROWS = 250 };
 
@@ -407,7 +511,7 @@ static void connection_lost_during_commit_gives_eindoubt_and_the_next_unit_works
   assert_int_equal(test_count(w->env, "profiles", NULL), 1);
 }
 
-/* An UPDATE's reply must be checked before COMMIT, so COMMIT goes alone. */
+/* The UPDATE is flushed first, so COMMIT goes alone in its pipeline. */
 static void connection_lost_during_a_commit_sent_alone_gives_eindoubt(void **state) {
   test_world *w = *state;
   int64_t id = seed_course(w->env, "In doubt", 10);
@@ -417,6 +521,7 @@ static void connection_lost_during_a_commit_sent_alone_gives_eindoubt(void **sta
   EOK(w->env, uow_begin(w->env, &unit));
   UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
   c->seats = 4;
+  UOK(unit, uow_flush(unit));
   UCODE(unit, UOW_EINDOUBT, uow_commit(unit));
   assert_contains(uow_errmsg(unit), "unknown");
   uow_end(unit);
@@ -502,6 +607,8 @@ int main(int argc, char **argv) {
   /* clang-format off */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(flush_and_commit_of_inserts_cost_one_round_trip, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(commit_of_updates_and_deletes_costs_one_round_trip, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(stale_row_in_a_pipelined_commit_is_a_conflict_and_commits_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(second_repeatable_read_writer_gets_conflict_and_one_change_is_stored, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_inside_a_unit_gives_eio, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(pooled_connection_killed_between_units_is_replaced, test_setup, test_teardown),
