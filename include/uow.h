@@ -694,7 +694,7 @@ typedef struct uow_relay_options {
   int64_t backoff_max_ms; /**< Longest delay between retries [60000]. */
   int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days]; < 0: never. */
   int64_t lease_ms;       /**< SQLite: how long one relay's lease lasts without renewal [30000]. */
-  int64_t poll_ms;        /**< uow_relay_run(): wait when nothing is pending [200]. */
+  int64_t poll_ms;        /**< uow_relay_run(): longest wait when nothing is pending [200]; on PostgreSQL a commit with events wakes it at once. */
 } uow_relay_options;
 /** Current version of uow_relay_options. */
 #define UOW_RELAY_OPTIONS_VERSION 1
@@ -744,7 +744,9 @@ typedef int (*uow_relay_progress_fn)(void *arg, const uow_relay_stats *stats);
 
 /**
  * Run uow_relay_once() in a loop until `*stop` becomes non-zero or `progress`
- * asks to stop, sleeping `poll_ms` when a pass found nothing to deliver. A
+ * asks to stop, waiting up to `poll_ms` when a pass found nothing to deliver:
+ * on PostgreSQL it listens (LISTEN uow_outbox on a connection of its own), and
+ * every commit that writes outbox rows wakes it at once; elsewhere it polls. A
  * store that fails is retried on the next pass (the failure is in
  * uow_env_errmsg()).
  * @param stop      checked before each pass; may be NULL (then only progress stops it).

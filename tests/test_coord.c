@@ -341,9 +341,9 @@ static void recover_commits_decided_units_and_rolls_back_undecided_ones(void **s
   assert_int_equal(test_count_at(w.urls[1], "ms_b", "id = 2"), 0);
   assert_int_equal(ms_prepared(&w), 0);
   /* The abort record stays: a committer that wakes up late is still fenced. */
-  assert_int_equal(
-      test_count_at(w.urls[0], "uow_decision", "unit_id = '00000000feedbeef-2' AND outcome = 'abort'"),
-      1);
+  assert_int_equal(test_count_at(w.urls[0], "uow_decision",
+                                 "unit_id = '00000000feedbeef-2' AND outcome = 'abort'"),
+                   1);
   assert_int_equal(test_count_at(w.urls[0], "uow_decision", "outcome = 'commit'"), 0);
 
   /* Nothing is left to do. */
@@ -453,8 +453,8 @@ static void *commit_loop(void *arg) {
     numbered job = {l->w, n};
     int rc = uow_run(l->env, write_numbered, &job, &opts);
     if (rc != UOW_OK && !l->failures++)
-      snprintf(l->failure, sizeof(l->failure), "unit %lld: %s: %s", (long long)n,
-               uow_strerror(rc), uow_env_errmsg(l->env));
+      snprintf(l->failure, sizeof(l->failure), "unit %lld: %s: %s", (long long)n, uow_strerror(rc),
+               uow_env_errmsg(l->env));
   }
   l->done = 1;
   return NULL;
@@ -485,8 +485,8 @@ static void recovery_runs_beside_live_units_and_another_recovery(void **state) {
   pthread_join(r2, NULL);
   uow_recover_report report = UOW_RECOVER_REPORT_INIT;
   EOK(env, uow_recover(env, &report));
-  print_message("%lld units committed beside %ld recovery runs, %d failed\n",
-                (long long)l.units, l.recoveries, l.failures);
+  print_message("%lld units committed beside %ld recovery runs, %d failed\n", (long long)l.units,
+                l.recoveries, l.failures);
   if (l.failures)
     fail_msg("%d units failed; the first: %s", l.failures, l.failure);
   expect_all_or_nothing(&w, l.units, l.units);

@@ -156,8 +156,6 @@ static void relay_once(uow_env *env) {
     EOK(env, uow_relay_once(env, &sink, &o, NULL));
 }
 
-
-
 static void object_in_redis_is_written_after_commit_and_read_back(void **state) {
   test_world *w = *state;
   save_card(w->env, 7, "first", true);
@@ -184,8 +182,8 @@ static void rolled_back_unit_never_touches_redis(void **state) {
   assert_int_equal(test_count(w->env, "uow_outbox", "kind = 'intent'"), 0);
 }
 
-static void deleted_object_is_removed_from_redis_and_an_older_intent_cannot_bring_it_back(
-    void **state) {
+static void
+deleted_object_is_removed_from_redis_and_an_older_intent_cannot_bring_it_back(void **state) {
   test_world *w = *state;
   save_card(w->env, 9, "doomed", true);
   uow_unit *unit;
@@ -201,8 +199,8 @@ static void deleted_object_is_removed_from_redis_and_an_older_intent_cannot_brin
   uow_end(unit);
   /* The first intent (version 1, a put) applied again changes nothing. */
   EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit, uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'",
-                     NULL, 0));
+  UOK(unit,
+      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
   UOK(unit, uow_commit(unit));
   uow_end(unit);
   relay_once(w->env);
@@ -222,8 +220,8 @@ static void intents_applied_again_and_out_of_order_never_move_a_value_backwards(
   /* Every intent again, in order: v1 and v2 are older than what Redis holds. */
   uow_unit *unit;
   EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit, uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'",
-                     NULL, 0));
+  UOK(unit,
+      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
   UOK(unit, uow_commit(unit));
   uow_end(unit);
   relay_once(w->env);
@@ -232,8 +230,8 @@ static void intents_applied_again_and_out_of_order_never_move_a_value_backwards(
   /* From nothing, the same rows rebuild the newest state. */
   redis_cmd("DEL cards:10");
   EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit, uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'",
-                     NULL, 0));
+  UOK(unit,
+      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
   UOK(unit, uow_commit(unit));
   uow_end(unit);
   relay_once(w->env);

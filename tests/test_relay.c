@@ -156,7 +156,8 @@ static void relay_keeps_order_per_key_and_retries_a_failed_event_after_backoff(v
   EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
   assert_int_equal(r->n, 0); /* "a" failed first, so nothing was taken */
   assert_int_equal(stats.retried, 1);
-  assert_int_equal(test_count(w->env, "uow_outbox", "attempts = 1 AND last_error LIKE 'refused%'"), 1);
+  assert_int_equal(test_count(w->env, "uow_outbox", "attempts = 1 AND last_error LIKE 'refused%'"),
+                   1);
   /* "a" is backing off; "b" waits behind it (same key); "c" goes. */
   EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
   assert_int_equal(r->n, 1);
@@ -347,6 +348,62 @@ static void two_relays_share_the_work_and_miss_nothing(void **state) {
     free_recorder(recs[i]);
 }
 
+typedef struct sleeper {
+  uow_env *env;
+  recorder *rec;
+  int64_t poll_ms;
+  volatile int stop;
+  volatile int passes;
+} sleeper;
+
+static int count_pass(void *arg, const uow_relay_stats *stats) {
+  sleeper *s = arg;
+  s->passes = (int)stats->passes;
+  return 0;
+}
+
+static void *sleeping_relay(void *arg) {
+  sleeper *s = arg;
+  uow_sink sink = sink_of(s->rec);
+  uow_relay_options o = UOW_RELAY_OPTIONS_INIT;
+  o.poll_ms = s->poll_ms;
+  uow_relay_run(s->env, &sink, &o, &s->stop, count_pass, s);
+  return NULL;
+}
+
+static size_t seen_count(recorder *r) {
+  pthread_mutex_lock(&r->lock);
+  size_t n = r->n;
+  pthread_mutex_unlock(&r->lock);
+  return n;
+}
+
+/* PostgreSQL: the commit wakes the relay (its poll, 30 s, is longer than the
+ * test waits). SQLite cannot signal another process: its relay polls (50 ms). */
+static void idle_relay_picks_up_new_commits(void **state) {
+  test_world *w = *state;
+  sleeper s = {w->env, new_recorder(), test_on_sqlite() ? 50 : 30000, 0, 0};
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, sleeping_relay, &s), 0);
+  /* Its first pass found nothing: it is idle now. */
+  for (int i = 0; i < 500 && !s.passes; i++)
+    pause_ms(10);
+  assert_true(s.passes >= 1);
+  pause_ms(300);
+  /* Commits come every 2 s, so that one lands while the relay listens. */
+  for (int i = 0; i < 100 && seen_count(s.rec) == 0; i++) {
+    if (i % 10 == 0)
+      emit_one(w->env, "wake", "w", "up", true);
+    pause_ms(200);
+  }
+  size_t seen = seen_count(s.rec);
+  s.stop = 1;
+  emit_one(w->env, "wake", "w", "stop", true); /* wakes it to see the stop flag */
+  pthread_join(thread, NULL);
+  assert_true(seen >= 1);
+  free_recorder(s.rec);
+}
+
 static void event_of_a_unit_that_commits_late_is_not_skipped(void **state) {
   test_world *w = *state;
   if (test_on_sqlite()) {
@@ -395,6 +452,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(a_finished_relay_leaves_no_lease_behind, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(two_relays_share_the_work_and_miss_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(event_of_a_unit_that_commits_late_is_not_skipped, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(idle_relay_picks_up_new_commits, test_setup, test_teardown),
   };
   /* clang-format on */
   return cmocka_run_group_tests_name("relay", tests, NULL, NULL);

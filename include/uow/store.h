@@ -211,9 +211,18 @@ typedef struct uow_store_ops {
    */
   int (*apply)(uow_store_conn *conn, const uow_intent *intents, size_t n, size_t *applied,
                uow_status *st);
+  /**
+   * Wait up to `timeout_ms` for a sign that outbox rows were committed, so an
+   * idle relay wakes at once instead of at its next poll; `*signalled` says
+   * whether one came. Called on a connection of its own, outside any
+   * transaction. A store that has it signals, from `write` with `commit`, when
+   * the batch inserted into uow_outbox (PostgreSQL: LISTEN/NOTIFY on channel
+   * uow_outbox, the NOTIFY in the commit's own pipeline). NULL: relays poll.
+   */
+  int (*wait_outbox)(uow_store_conn *conn, int timeout_ms, bool *signalled, uow_status *st);
 } uow_store_ops;
 
-/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64, apply). */
+/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64, apply, wait_outbox). */
 #define UOW_STORE_ABI 2
 
 /**

@@ -49,7 +49,6 @@
 /* Finished decisions deleted by one commit. */
 #define CLEANUP_BATCH 32
 
-
 /* ---- crash points ---- */
 
 void uow__crash_point(const char *name, unsigned index) {
@@ -82,8 +81,7 @@ static int prepare_status(const uow_store *store, uow_status *st) {
   const uow_store_ops *ops = store->ops;
   if (!(ops->caps & UOW_STORE_PREPARE) || !ops->prepare || !ops->commit_prepared ||
       !ops->rollback_prepared)
-    return uow_status_set(st, UOW_EMISUSE, "%s stores cannot prepare a transaction",
-                          ops->scheme);
+    return uow_status_set(st, UOW_EMISUSE, "%s stores cannot prepare a transaction", ops->scheme);
   return ops->prepare_ready ? ops->prepare_ready(store->driver, st) : UOW_OK;
 }
 
@@ -208,9 +206,8 @@ uow_decision_row *uow__coord_decision(uow_unit *unit, int64_t now) {
 static void queue_finished(uow_store *store, char **ids, size_t n) {
   pthread_mutex_lock(&store->lock);
   for (size_t i = 0; i < n; i++) {
-    char **slot = store->finished.len < FINISHED_MAX
-                      ? uow__vec_push(&store->finished, sizeof(*slot))
-                      : NULL;
+    char **slot =
+        store->finished.len < FINISHED_MAX ? uow__vec_push(&store->finished, sizeof(*slot)) : NULL;
     if (slot)
       *slot = ids[i];
     else
@@ -225,8 +222,8 @@ static int delete_decisions(uow_store *store, uow_store_conn *conn, char *const 
                             int64_t *deleted, uow_status *st) {
   uow_value params[CLEANUP_BATCH];
   char sql[160 + 2 * CLEANUP_BATCH];
-  size_t len = (size_t)snprintf(sql, sizeof(sql),
-                                "DELETE FROM uow_decision WHERE outcome = 'commit' AND unit_id IN (");
+  size_t len = (size_t)snprintf(
+      sql, sizeof(sql), "DELETE FROM uow_decision WHERE outcome = 'commit' AND unit_id IN (");
   for (size_t i = 0; i < n && i < CLEANUP_BATCH; i++) {
     params[i] = uow_text(ids[i]);
     len += (size_t)snprintf(sql + len, sizeof(sql) - len, i ? ",?" : "?");
@@ -256,7 +253,8 @@ int uow__coord_cleanup(uow_unit *unit, uow_unit_store *decider) {
   if (!unit->cleanup.len)
     return UOW_OK;
   uow_status st = {0, ""};
-  int rc = delete_decisions(store, decider->conn, unit->cleanup.items, unit->cleanup.len, NULL, &st);
+  int rc =
+      delete_decisions(store, decider->conn, unit->cleanup.items, unit->cleanup.len, NULL, &st);
   if (rc)
     return protocol_error(unit, "commit (removing finished decision records)", decider, &st);
   uow__crash_point("during_cleanup", 0);

@@ -16,8 +16,8 @@ extern const uow_store_ops uow__redis_store;
 
 enum { MAX_REGISTERED = 16, DEFAULT_POOL = 8, MAX_COLUMNS = 64 };
 
-static const uow_store_ops *registered[MAX_REGISTERED] = {
-    &uow__sqlite_store, &uow__postgres_store, &uow__redis_store};
+static const uow_store_ops *registered[MAX_REGISTERED] = {&uow__sqlite_store, &uow__postgres_store,
+                                                          &uow__redis_store};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int uow_register_store(const uow_store_ops *ops) {
@@ -257,8 +257,8 @@ static int check_entity(uow_env *env, const uow_entity *e, size_t *key, size_t *
     const uow_column *c = &e->columns[i];
     if (!uow__identifier_ok(c->name))
       return uow__env_fail(env, UOW_EINVAL,
-                           "map %s: column %zu: name must be letters, digits and underscores",
-                           name, i);
+                           "map %s: column %zu: name must be letters, digits and underscores", name,
+                           i);
     if (c->type < UOW_INT64 || c->type > UOW_BOOL || member_size(c->type) != c->size ||
         c->offset + c->size > e->size)
       return uow__env_fail(env, UOW_EINVAL,
@@ -290,9 +290,8 @@ static int check_entity(uow_env *env, const uow_entity *e, size_t *key, size_t *
     if (c->references) {
       const uow_column *target = &c->references->columns[uow__entity_key_index(c->references)];
       if (target->type != c->type)
-        return uow__env_fail(env, UOW_EINVAL,
-                             "map %s: column %s: its type differs from %s's key", name, c->name,
-                             c->references->name);
+        return uow__env_fail(env, UOW_EINVAL, "map %s: column %s: its type differs from %s's key",
+                             name, c->name, c->references->name);
       if (c->parent_offset != UOW_NO_MEMBER && c->parent_offset + sizeof(void *) > e->size)
         return uow__env_fail(env, UOW_EINVAL, "map %s: column %s: bad parent member", name,
                              c->name);

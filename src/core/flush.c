@@ -418,7 +418,6 @@ static int execute(flush *f) {
 
 /* ---- commit ---- */
 
-
 /* A row of one of the library's tables joins the pending batch on `store`;
  * its first column, when generated, is left to the store. */
 static int add_row(flush *f, uow_store *store, const uow_entity *e, const void *row) {

@@ -60,8 +60,7 @@ static int field_text(uow_arena *arena, const uow_value *v, uow_intent_field *ou
 
 /* ---- building intents at commit ---- */
 
-int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version,
-                      uow_intent *out) {
+int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version, uow_intent *out) {
   const uow_entity *e = rec->map->entity;
   const void *object = del ? rec->snapshot : uow__record_object(rec);
   memset(out, 0, sizeof(*out));
@@ -101,8 +100,8 @@ static void put_u16(uow_buf *b, size_t v) {
 }
 
 static void put_u32(uow_buf *b, uint32_t v) {
-  unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
-                        (unsigned char)(v >> 8), (unsigned char)v};
+  unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+                        (unsigned char)v};
   uow__buf_append(b, x, 4);
 }
 

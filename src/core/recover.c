@@ -107,8 +107,8 @@ static int in_transaction(uow_store *store, txn_fn fn, void *ctx, uow_status *st
   uow_store_conn *conn;
   bool reused;
   int rc = uow__pool_acquire(store, &conn, &reused, st);
-  if (rc == UOW_OK && (rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st)) ==
-                          UOW_EIO && reused) {
+  if (rc == UOW_OK &&
+      (rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st)) == UOW_EIO && reused) {
     /* A pooled connection the server dropped while it was idle: one fresh try. */
     uow__pool_release(store, conn, false);
     if ((rc = uow__pool_acquire(store, &conn, &reused, st)) == UOW_OK)
@@ -132,8 +132,8 @@ static int in_transaction(uow_store *store, txn_fn fn, void *ctx, uow_status *st
 static int read_decisions(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
   decision_reader dr = {ctx, store};
   const uow_value outcome = uow_text("commit");
-  return store->ops->read(conn, &uow__decision_entity, "outcome = ?", &outcome, 1, 0,
-                          take_decision, &dr, st);
+  return store->ops->read(conn, &uow__decision_entity, "outcome = ?", &outcome, 1, 0, take_decision,
+                          &dr, st);
 }
 
 /* ---- step 2: settle each prepared transaction ---- */
@@ -387,8 +387,8 @@ int uow_recover(uow_env *env, uow_recover_report *report) {
   if (!report)
     report = &ignored;
   if (report->version != UOW_RECOVER_REPORT_VERSION)
-    return uow__env_fail(env, UOW_EINVAL, "recover: report version %d is not %d",
-                         report->version, UOW_RECOVER_REPORT_VERSION);
+    return uow__env_fail(env, UOW_EINVAL, "recover: report version %d is not %d", report->version,
+                         UOW_RECOVER_REPORT_VERSION);
   memset(report, 0, sizeof(*report));
   report->version = UOW_RECOVER_REPORT_VERSION;
   recovery r;
@@ -509,7 +509,8 @@ static void store_status(uow_store *store, uow_store_status *out) {
     out->decisions = count_rows(store, conn, "SELECT count(*) FROM uow_decision", out);
     out->outbox_pending =
         count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", out);
-    out->outbox_dead = count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 2", out);
+    out->outbox_dead =
+        count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 2", out);
   }
   uow__pool_release(store, conn, out->reachable);
 }

@@ -44,9 +44,9 @@ enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STAT
 
 typedef struct relay {
   uow_env *env;
-  const uow_sink *sink;   /* where the current claim goes: events or intents */
-  const uow_sink *user;   /* the caller's sink, for events */
-  uow_sink intents;       /* applies intents to their stores */
+  const uow_sink *sink; /* where the current claim goes: events or intents */
+  const uow_sink *user; /* the caller's sink, for events */
+  uow_sink intents;     /* applies intents to their stores */
   uow_relay_options o;
   uow_relay_stats *stats;
   char holder[96]; /* this relay, in the SQLite lease */
@@ -103,8 +103,7 @@ static int take_event(void *ctx, const uow_value *row) {
 
 static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
   char where[640];
-  snprintf(where, sizeof(where), PENDING "%s", r->o.batch,
-           lock ? " FOR UPDATE SKIP LOCKED" : "");
+  snprintf(where, sizeof(where), PENDING "%s", r->o.batch, lock ? " FOR UPDATE SKIP LOCKED" : "");
   const uow_value params[2] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
                                uow_int64(uow__now_ms())};
   return r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
@@ -145,8 +144,8 @@ static int mark_failed(relay *r, uow_store_conn *conn, const uow_delivery *d, co
   if (backoff > r->o.backoff_max_ms)
     backoff = r->o.backoff_max_ms;
   uow_value params[4] = {uow_int64(dead ? 2 : 0),
-                         uow_int64(uow__now_ms() + uow__jitter(backoff, &r->seed)),
-                         uow_text(why), uow_int64(d->id)};
+                         uow_int64(uow__now_ms() + uow__jitter(backoff, &r->seed)), uow_text(why),
+                         uow_int64(d->id)};
   int rc = r->store->ops->exec(conn,
                                "UPDATE uow_outbox SET state = ?, attempts = attempts + 1, "
                                "next_attempt_at = ?, last_error = ? WHERE id = ?",
@@ -236,8 +235,8 @@ static int take_lease(relay *r, uow_store_conn *conn, uow_status *st) {
                              st);
   if (!rc)
     rc = r->store->ops->exec(
-        conn, "INSERT INTO uow_relay_lease (name, holder, expires_at) VALUES (?, ?, ?)", params,
-        3, NULL, st);
+        conn, "INSERT INTO uow_relay_lease (name, holder, expires_at) VALUES (?, ?, ?)", params, 3,
+        NULL, st);
   return rc;
 }
 
@@ -246,8 +245,7 @@ static int purge_and_count(relay *r, uow_store_conn *conn, uow_status *st) {
   if (r->o.retention_ms >= 0) {
     const uow_value before = uow_int64(uow__now_ms() - r->o.retention_ms);
     int64_t purged = 0;
-    rc = r->store->ops->exec(conn,
-                             "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
+    rc = r->store->ops->exec(conn, "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
                              &before, 1, &purged, st);
     r->stats->purged += (uint64_t)purged;
   }
@@ -378,8 +376,8 @@ static void release_leases(relay *r) {
     const uow_value holder = uow_text(r->holder);
     int rc = uow__pool_acquire(store, &conn, &reused, &st);
     if (!rc)
-      rc = store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE holder = ?", &holder, 1,
-                            NULL, &st);
+      rc = store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE holder = ?", &holder, 1, NULL,
+                            &st);
     uow__pool_release(store, conn, rc == UOW_OK); /* a lease left behind expires */
   }
 }
@@ -404,6 +402,41 @@ int uow_relay_once(uow_env *env, const uow_sink *sink, const uow_relay_options *
   return rc;
 }
 
+/* A connection of the relay's own, to a store that can wake it when outbox
+ * rows are committed (PostgreSQL LISTEN/NOTIFY); NULL while there is none. */
+typedef struct listener {
+  uow_store *store;
+  uow_store_conn *conn;
+} listener;
+
+static void listener_close(listener *l) {
+  if (l->conn)
+    l->store->ops->disconnect(l->conn);
+  l->conn = NULL;
+}
+
+/* Wait for the next pass: woken by the store when it can, else `poll_ms`. */
+static void idle(relay *r, listener *l) {
+  if (!l->conn) {
+    for (size_t i = 0; i < r->env->stores.len && !l->conn; i++) {
+      uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
+      uow_status st = {0, ""};
+      if (relays_from(store) && store->ops->wait_outbox &&
+          (!r->o.store || strcmp(r->o.store, store->name) == 0) &&
+          store->ops->connect(store->driver, &l->conn, &st) == UOW_OK)
+        l->store = store;
+    }
+  }
+  bool signalled = false;
+  uow_status st = {0, ""};
+  if (!l->conn) {
+    uow__sleep_ms(r->o.poll_ms);
+  } else if (l->store->ops->wait_outbox(l->conn, (int)r->o.poll_ms, &signalled, &st)) {
+    listener_close(l); /* the server went away: poll, and listen again next time */
+    uow__sleep_ms(r->o.poll_ms);
+  }
+}
+
 int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
                   const volatile int *stop, uow_relay_progress_fn progress, void *arg) {
   uow_relay_stats stats;
@@ -416,14 +449,16 @@ int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *o
     teardown(&r);
     return uow__env_fail(env, UOW_EINVAL, "relay: nothing can stop it (no stop flag, no progress)");
   }
+  listener l = {NULL, NULL};
   while (!stop || !*stop) {
     bool found = false;
     pass(&r, &found); /* a failing store is tried again next time */
     if (progress && progress(arg, &stats))
       break;
     if (!found && (!stop || !*stop))
-      uow__sleep_ms(r.o.poll_ms);
+      idle(&r, &l);
   }
+  listener_close(&l);
   teardown(&r);
   return UOW_OK;
 }

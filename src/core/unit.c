@@ -41,13 +41,13 @@ int uow__unit_fail(uow_unit *unit, int code, const char *fmt, ...) {
 
 int uow__unit_store_error(uow_unit *unit, const char *what, const uow_unit_store *us,
                           const uow_status *st) {
-  const char *after = unit->committing          ? "nothing was written"
+  const char *after = unit->committing       ? "nothing was written"
                       : unit->savepoints.len ? "roll back to the savepoint or roll back the unit"
                                              : "the unit must be rolled back";
   if (st->code == UOW_EINDOUBT)
     after = "the outcome is unknown to this process: check the store before retrying";
-  return uow__unit_fail(unit, st->code ? st->code : UOW_EIO, "%s failed: store '%s': %s; %s",
-                        what, us->store->name, st->message, after);
+  return uow__unit_fail(unit, st->code ? st->code : UOW_EIO, "%s failed: store '%s': %s; %s", what,
+                        us->store->name, st->message, after);
 }
 
 const char *uow_errmsg(const uow_unit *unit) { return unit ? unit->errmsg : "no unit (NULL)"; }
@@ -315,8 +315,8 @@ int uow_find_ex(uow_unit *unit, const uow_entity *entity, const char *where,
     return uow__unit_error(unit, UOW_EINVAL, "find %s: rows, count and params are required",
                            entity->name);
   if (!(map->store->ops->caps & UOW_STORE_SQL) && where)
-    return uow__unit_error(unit, UOW_EINVAL, "find %s: store '%s' cannot run queries",
-                           entity->name, map->store->name);
+    return uow__unit_error(unit, UOW_EINVAL, "find %s: store '%s' cannot run queries", entity->name,
+                           map->store->name);
   if ((rc = uow__flush(unit, false)))
     return rc;
   uow_vec found = {0};
@@ -411,8 +411,7 @@ int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_va
     return rc;
   uow_store *target = uow__env_store(unit->env, store);
   if (!target)
-    return uow__unit_error(unit, UOW_EINVAL, "exec: no store named '%s'",
-                           store ? store : "(null)");
+    return uow__unit_error(unit, UOW_EINVAL, "exec: no store named '%s'", store ? store : "(null)");
   if (!sql || (nparams && !params))
     return uow__unit_error(unit, UOW_EINVAL, "exec: sql and params are required");
   if (!(target->ops->caps & UOW_STORE_SQL))
@@ -439,15 +438,14 @@ int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_va
   return UOW_OK;
 }
 
-int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *payload,
-             size_t len) {
+int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *payload, size_t len) {
   int rc = usable(unit, "emit");
   if (rc)
     return rc;
   if (!topic || !*topic || (len && !payload))
     return uow__unit_error(unit, UOW_EINVAL, "emit: a topic is required (and payload for len)");
-  uow_event ev = {uow__strdup(topic), key ? uow__strdup(key) : NULL,
-                  uow__malloc(len ? len : 1), len};
+  uow_event ev = {uow__strdup(topic), key ? uow__strdup(key) : NULL, uow__malloc(len ? len : 1),
+                  len};
   uow_event *slot = NULL;
   if (ev.topic && (!key || ev.key) && ev.payload)
     slot = uow__vec_push(&unit->events, sizeof(*slot));

@@ -123,6 +123,7 @@ struct uow_store_conn {
   uow_buf sql;     /* SQL text being built */
   uow_buf scratch; /* text made while decoding a row */
   uow_vec items;   /* pg_item of the running batch */
+  bool listening;  /* LISTEN uow_outbox was sent (a relay's own connection) */
 };
 
 /* ---- batches: one pipeline, one Sync, one round trip ---- */
@@ -934,6 +935,13 @@ static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit,
   cache_trim(&b);
   for (size_t i = 0; i < n && !b.code;)
     i += queue_write_run(&b, writes + i, n - i, server_checked);
+  /* Wake idle relays (wait_outbox) when this commit brings outbox rows. */
+  bool outbox = false;
+  for (size_t i = 0; i < n && commit && !outbox; i++)
+    outbox =
+        writes[i].kind == UOW_WRITE_INSERT && strcmp(writes[i].entity->table, "uow_outbox") == 0;
+  if (outbox && !b.code)
+    queue_command(&b, ITEM_COMMAND, "NOTIFY", "NOTIFY uow_outbox");
   bool commit_later = commit && !server_checked;
   if (commit && server_checked)
     queue_command(&b, ITEM_COMMIT, "COMMIT", "COMMIT");
@@ -1436,6 +1444,43 @@ static bool pg_healthy(uow_store_conn *c) {
 
 static uint64_t pg_round_trips(uow_store_conn *c) { return c ? c->round_trips : 0; }
 
+/* Take every notification that arrived; false when the connection broke. */
+static bool take_notifications(uow_store_conn *c, bool *signalled) {
+  if (!PQconsumeInput(c->pg))
+    return false;
+  PGnotify *note;
+  while ((note = PQnotifies(c->pg)) != NULL) {
+    *signalled = true;
+    PQfreemem(note);
+  }
+  return true;
+}
+
+static int pg_wait_outbox(uow_store_conn *c, int timeout_ms, bool *signalled, uow_status *st) {
+  *signalled = false;
+  if (!conn_usable(c))
+    return fail(st, UOW_EIO, "%s: the connection is gone", c->drv->redacted);
+  if (!c->listening) {
+    PGresult *res = PQexec(c->pg, "LISTEN uow_outbox");
+    c->listening = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!c->listening)
+      return fail(st, UOW_EIO, "%s: LISTEN uow_outbox failed: %s", c->drv->redacted,
+                  PQerrorMessage(c->pg));
+  }
+  if (!take_notifications(c, signalled))
+    return fail(st, UOW_EIO, "%s: %s", c->drv->redacted, PQerrorMessage(c->pg));
+  if (*signalled)
+    return UOW_OK;
+  struct pollfd pfd = {PQsocket(c->pg), POLLIN, 0};
+  int ready = poll(&pfd, 1, timeout_ms);
+  if (ready < 0 && errno != EINTR)
+    return fail(st, UOW_EIO, "%s: poll: %s", c->drv->redacted, strerror(errno));
+  if (ready > 0 && !take_notifications(c, signalled))
+    return fail(st, UOW_EIO, "%s: %s", c->drv->redacted, PQerrorMessage(c->pg));
+  return UOW_OK;
+}
+
 const uow_store_ops uow__postgres_store = {
     .abi = UOW_STORE_ABI,
     .scheme = "postgresql",
@@ -1464,4 +1509,5 @@ const uow_store_ops uow__postgres_store = {
     .round_trips = pg_round_trips,
     .prepare_ready = pg_prepare_ready,
     .query_int64 = pg_query_int64,
+    .wait_outbox = pg_wait_outbox,
 };
