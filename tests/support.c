@@ -442,3 +442,21 @@ uow_env *test_world_other(test_world *world, const char *sqlite_query) {
   }
   return world->other;
 }
+
+/* ---- servers of a test's own ---- */
+
+void test_server_script(const char *kind, const char *verb, const char *dir,
+                        const char *env_prefix, char *out, size_t cap) {
+  char cmd[4096];
+  snprintf(cmd, sizeof(cmd), "%s bash '%s/scripts/%s-test-server.sh' %s '%s'%s", env_prefix,
+           getenv("UOW_SOURCE_DIR"), kind, verb, dir, out ? "" : " >/dev/null");
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  size_t n = out ? fread(out, 1, cap - 1, p) : 0;
+  if (out) {
+    out[n] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+  }
+  if (pclose(p) != 0)
+    fail_msg("%s failed", cmd);
+}

@@ -133,6 +133,14 @@ int64_t test_int(uow_env *env, const char *sql);
 /* The first column of the first row as text into buf; false when it is SQL NULL. */
 bool test_text(uow_env *env, const char *sql, char *buf, size_t cap);
 
+/* ---- servers of a test's own ---- */
+
+/* Run scripts/<kind>-test-server.sh VERB DIR (kind "pg" or "redis") with
+ * `env_prefix` (e.g. "PG_MAX_PREPARED=0", or "") before it; the first line of
+ * its output goes to `out` when not NULL. Fails the test if the script fails. */
+void test_server_script(const char *kind, const char *verb, const char *dir,
+                        const char *env_prefix, char *out, size_t cap);
+
 /* ---- cmocka fixtures: a world with one environment ---- */
 
 typedef struct test_world {

@@ -210,39 +210,23 @@ static void two_sqlite_stores_in_one_unit_are_refused_before_writing(void **stat
 
 static char no_prepare_dir[1024];
 
-static void run_script(const char *verb, const char *dir, const char *env_prefix, char *out,
-                       size_t cap) {
-  char cmd[4096];
-  snprintf(cmd, sizeof(cmd), "%s bash '%s/scripts/pg-test-server.sh' %s '%s'%s", env_prefix,
-           getenv("UOW_SOURCE_DIR"), verb, dir, out ? "" : " >/dev/null");
-  FILE *p = popen(cmd, "r");
-  assert_non_null(p);
-  size_t n = out ? fread(out, 1, cap - 1, p) : 0;
-  if (out) {
-    out[n] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-  }
-  if (pclose(p) != 0)
-    fail_msg("%s failed", cmd);
-}
-
 static int start_no_prepare_server(void **state) {
   (void)state;
   snprintf(no_prepare_dir, sizeof(no_prepare_dir), "%s/pg0", getenv("UOW_TEST_TMPDIR"));
-  run_script("start", no_prepare_dir, "PG_MAX_PREPARED=0", NULL, 0);
+  test_server_script("pg", "start", no_prepare_dir, "PG_MAX_PREPARED=0", NULL, 0);
   return 0;
 }
 
 static int stop_no_prepare_server(void **state) {
   (void)state;
-  run_script("stop", no_prepare_dir, "", NULL, 0);
+  test_server_script("pg", "stop", no_prepare_dir, "", NULL, 0);
   return 0;
 }
 
 static void server_without_prepared_transactions_decides_or_is_refused_clearly(void **state) {
   (void)state;
   char url[2048];
-  run_script("url", no_prepare_dir, "", url, sizeof(url));
+  test_server_script("pg", "url", no_prepare_dir, "", url, sizeof(url));
   ms_world w;
   ms_prepare(&w, MS_SQLITE_PG);
   uow_env *env = ms_open(&w, NULL);

@@ -50,8 +50,10 @@ static const uow_entity unversioned_entity =
 
 /* ---- the oracle: Redis itself ---- */
 
+static const char *redis_socket; /* the server the oracle asks: the suite's, by default */
+
 static redisContext *redis(void) {
-  const char *socket = getenv("UOW_TEST_REDIS_SOCKET");
+  const char *socket = redis_socket ? redis_socket : getenv("UOW_TEST_REDIS_SOCKET");
   assert_non_null(socket);
   redisContext *c = redisConnectUnix(socket);
   if (!c || c->err)
@@ -290,6 +292,42 @@ static void units_commit_while_redis_is_away_and_the_relay_applies_them_later(vo
   unlink(link);
 }
 
+/* A Redis server of the test's own, stopped while units commit, then started again. */
+static void units_commit_while_redis_is_stopped_and_are_applied_once_it_is_back(void **state) {
+  test_world *w = *state;
+  char dir[1100], url[1200], socket[1200];
+  snprintf(dir, sizeof(dir), "%s/own-redis", test_dir());
+  test_server_script("redis", "start", dir, "", NULL, 0);
+  test_server_script("redis", "url", dir, "", url, sizeof(url));
+  test_server_script("redis", "socket", dir, "", socket, sizeof(socket));
+  uow_env *env;
+  EOK(w->env, test_env_open_second(NULL, &env));
+  EOK(env, uow_env_add_store(env, "cache", url));
+  EOK(env, uow_env_map(env, &card_entity, "cache"));
+  new_card(env, 40, "before");
+  test_server_script("redis", "stop", dir, "", NULL, 0);
+  for (int64_t id = 41; id < 44; id++)
+    new_card(env, id, "while stopped"); /* the units commit all the same */
+  assert_int_equal(test_count(w->env, "uow_outbox", "kind = 'intent' AND state = 0"), 3);
+  test_server_script("redis", "start", dir, "", NULL, 0);
+  uow_sink sink = {UOW_SINK_VERSION, "all", take_all, NULL, NULL};
+  uow_relay_options o = UOW_RELAY_OPTIONS_INIT;
+  o.backoff_ms = 1;
+  o.backoff_max_ms = 1;
+  for (int i = 0; i < 100 && test_count(w->env, "uow_outbox", "state = 0") > 0; i++)
+    EOK(env, uow_relay_once(env, &sink, &o, NULL));
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 0"), 0);
+  redis_socket = socket;
+  for (int id = 41; id < 44; id++) {
+    char key[32];
+    snprintf(key, sizeof(key), "cards:%d", id);
+    expect_card(key, "while stopped", "1");
+  }
+  redis_socket = NULL;
+  test_env_close(env);
+  test_server_script("redis", "stop", dir, "", NULL, 0);
+}
+
 static void killed_between_commit_and_apply_the_relay_applies_it(void **state) {
   test_world *w = *state;
   fflush(NULL);
@@ -338,6 +376,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(deleted_object_is_removed_from_redis_and_an_older_intent_cannot_bring_it_back, setup, test_teardown),
       cmocka_unit_test_setup_teardown(intents_applied_again_and_out_of_order_never_move_a_value_backwards, setup, test_teardown),
       cmocka_unit_test_setup_teardown(units_commit_while_redis_is_away_and_the_relay_applies_them_later, setup, test_teardown),
+      cmocka_unit_test_setup_teardown(units_commit_while_redis_is_stopped_and_are_applied_once_it_is_back, setup, test_teardown),
       cmocka_unit_test_setup_teardown(killed_between_commit_and_apply_the_relay_applies_it, setup, test_teardown),
       cmocka_unit_test_setup_teardown(redis_entity_without_a_version_column_is_refused, setup, test_teardown),
   };
