@@ -124,6 +124,17 @@ static void save_card(uow_env *env, int64_t id, const char *title, bool commit) 
   uow_end(unit);
 }
 
+/* Make intent rows pending again (those matching `which`, after "kind = 'intent'"). */
+static void requeue_intents(uow_env *env, const char *which) {
+  char sql[256];
+  snprintf(sql, sizeof(sql), "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'%s", which);
+  uow_unit *unit;
+  EOK(env, uow_begin(env, &unit));
+  UOK(unit, uow_exec(unit, "main", sql, NULL, 0));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
 /* A unit that only creates a card: it never reads Redis. */
 static void new_card(uow_env *env, int64_t id, const char *title) {
   uow_unit *unit;
@@ -200,11 +211,7 @@ deleted_object_is_removed_from_redis_and_an_older_intent_cannot_bring_it_back(vo
   UCODE(unit, UOW_ENOTFOUND, uow_get(unit, &card_entity, &id, (void **)&c));
   uow_end(unit);
   /* The first intent (version 1, a put) applied again changes nothing. */
-  EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit,
-      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  requeue_intents(w->env, "");
   relay_once(w->env);
   EOK(w->env, uow_begin(w->env, &unit));
   UCODE(unit, UOW_ENOTFOUND, uow_get(unit, &card_entity, &id, (void **)&c));
@@ -220,32 +227,17 @@ static void intents_applied_again_and_out_of_order_never_move_a_value_backwards(
   save_card(w->env, 10, "v3", true);
   expect_card("cards:10", "v3", "3");
   /* Every intent again, in order: v1 and v2 are older than what Redis holds. */
-  uow_unit *unit;
-  EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit,
-      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  requeue_intents(w->env, "");
   relay_once(w->env);
   expect_card("cards:10", "v3", "3");
   assert_int_equal(test_count(w->env, "uow_outbox", "kind = 'intent' AND state = 1"), 3);
   /* From nothing, the same rows rebuild the newest state. */
   redis_cmd("DEL cards:10");
-  EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit,
-      uow_exec(unit, "main", "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent'", NULL, 0));
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  requeue_intents(w->env, "");
   relay_once(w->env);
   expect_card("cards:10", "v3", "3");
   /* Only the oldest one, after the newest: nothing moves. */
-  EOK(w->env, uow_begin(w->env, &unit));
-  UOK(unit, uow_exec(unit, "main",
-                     "UPDATE uow_outbox SET state = 0 WHERE kind = 'intent' AND id = "
-                     "(SELECT min(id) FROM uow_outbox WHERE kind = 'intent')",
-                     NULL, 0));
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  requeue_intents(w->env, " AND id = (SELECT min(id) FROM uow_outbox WHERE kind = 'intent')");
   relay_once(w->env);
   expect_card("cards:10", "v3", "3");
 }
