@@ -6,8 +6,9 @@ table that `make bench` prints and the charts it writes.
 
 RESULTS holds lines `result IMPL WORKLOAD STORE VALUE UNIT` and
 `na IMPL WORKLOAD STORE REASON...` (bench/bench.h), one per run: the best run
-of each (implementation, workload, store) is kept. SCALE holds the lines of
-`bench_uow scale`. The table goes to stdout and OUTDIR/table.txt; the charts
+of each (implementation, workload, store) is kept. Workloads W1-W4 make the
+main table; R1 and R2 (bench_relay: the relay and Redis intents, libuow only)
+a small table of their own. SCALE holds the lines of `bench_uow scale`. The table goes to stdout and OUTDIR/table.txt; the charts
 (gnuplot, when installed) to OUTDIR/bench-workloads.png and
 OUTDIR/bench-scaling.png. Only the Python standard library is used.
 """
@@ -118,6 +119,68 @@ def table_text(rows, header):
         else:
             out.append(f"{label:<15}{where:<10}{impl:<15}{figure:<22}{ratio:<17}{note}")
         last = group
+    return out
+
+
+# bench_relay's figures (w_relay.c), in table order: (workload, what it measures).
+RELAY_ROWS = [
+    ("R1-commit", "R1 commit: units of 10 events (the producers)"),
+    ("R1-b100", "R1 relay to a Redis stream, batch 100"),
+    ("R1-b1000", "R1 relay to a Redis stream, batch 1000"),
+    ("R2-units", "R2 units: create or update one Redis object"),
+    ("R2-skip-b100", "R2 relay re-applies, all not newer, batch 100"),
+    ("R2-skip-b1000", "R2 relay re-applies, all not newer, batch 1000"),
+    ("R2-apply-b100", "R2 relay applies after FLUSHDB, batch 100"),
+    ("R2-apply-b1000", "R2 relay applies after FLUSHDB, batch 1000"),
+]
+RELAY_STORES = ["sqlite", "pg"]
+
+
+def relay_text(best):
+    """The table of R1 and R2, or nothing when they did not run."""
+    keys = {k for k in best if k[0] == "libuow" and k[1][:1] == "R"}
+    if not keys:
+        return []
+    quick = os.environ.get("QUICK", "0") not in ("", "0")
+    events, units = (5000, 1000) if quick else (20000, 5000)
+    runs = max((best[k][2] for k in keys if k[1] not in ("R1-commit", "R2-units")), default=0)
+    out = ["", f"After the commit: libuow only, best of {runs} run(s); Redis on a unix socket.",
+           f"R1: {events:,} events committed in units of 10 (a key each), then uow_relay_run "
+           "with",
+           "    uow_sink_redis_stream until the backlog is 0; the stream's XLEN is checked.",
+           f"R2: {units:,} units, each creating (half) or updating (half) one object mapped to "
+           "Redis,",
+           "    its intent committed in the SQL store and applied right after the commit. Then "
+           "every",
+           "    intent row is made pending again and the relay re-applies them (each skipped as "
+           "not",
+           "    newer: the idempotent path), then, after FLUSHDB, applies them for real. The "
+           "objects",
+           "    are checked in Redis after each step.", ""]
+    width = [50, 20]
+    out.append("measurement".ljust(width[0]) + "".join(
+        s.ljust(width[1]) for s in RELAY_STORES).rstrip())
+    out.append("-" * (width[0] + width[1] * len(RELAY_STORES)))
+    known = [w for w, _ in RELAY_ROWS]
+    notes = []
+    for workload, title in RELAY_ROWS:
+        cells = []
+        for store in RELAY_STORES:
+            found = best.get(("libuow", workload, store))
+            if found is None or found[0] is None:
+                cells.append("-" if found is None else "n/a")
+                if found is not None:
+                    notes.append(f"{workload} {store}: n/a ({found[1]})")
+            else:
+                cells.append(fmt_value(found[0], found[1]))
+        if any(c != "-" for c in cells):
+            out.append(title.ljust(width[0]) + "".join(c.ljust(width[1]) for c in cells).rstrip())
+    # A run that failed before its first figure reports under its own name.
+    for impl, workload, store in sorted(keys):
+        value, reason, _ = best[(impl, workload, store)]
+        if workload not in known and value is None:
+            notes.append(f"{workload} {store}: n/a ({reason})")
+    out += [""] + notes if notes else []
     return out
 
 
@@ -244,11 +307,14 @@ def main(argv):
         return 2
     results, scale, outdir = argv[1:]
     best = read_results(results)
-    runs = max((v[2] for v in best.values()), default=0)
+    # R1-commit and R2-units are measured by both batches' runs: not counted here.
+    runs = max((v[2] for k, v in best.items() if k[1][:1] == "W"),
+               default=max((v[2] for v in best.values()), default=0))
     header = (f"libuow benchmark - best of {runs} run(s) per figure; ratio = time / time of the "
               f"fastest raw C program for that workload and store (1.00x = as fast).")
     rows, ratios = build_rows(best)
     lines = table_text(rows, header)
+    lines += relay_text(best)
     points, problems = read_scale(scale)
     lines += scale_text(points, problems)
     lines += charts(ratios, points, outdir)

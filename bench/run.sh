@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # run.sh - the benchmark driver that `make bench` (the CMake target `bench`) runs.
 #
-# Starts a throwaway PostgreSQL (scripts/pg-test-server.sh, stopped on exit
-# whatever happens), then runs each workload on each store for libuow and for
-# the references, each run on a fresh SQLite file and a fresh PostgreSQL
-# database, REPEAT times round-robin (the best run counts), then libuow's
-# tracked-entity scaling run, and prints the table (bench/report.py), which
+# Starts a throwaway PostgreSQL (scripts/pg-test-server.sh) and Redis
+# (scripts/redis-test-server.sh), both stopped on exit whatever happens, then
+# runs each workload on each store for libuow and for the references, each run
+# on a fresh SQLite file and a fresh PostgreSQL database, REPEAT times
+# round-robin (the best run counts), with libuow's relay and Redis-intent
+# measurements (R1, R2: bench_relay) in the same rounds, then libuow's
+# tracked-entity scaling run, and prints the tables (bench/report.py), which
 # also writes the charts.
 #
 # Environment:
@@ -15,6 +17,7 @@
 #   REPEAT=N   runs per figure (default 3, QUICK: 1)
 #   ONLY=RE    run only the lines whose "WORKLOAD STORE IMPL" matches RE
 #   SCALE=0    skip the tracked-entity scaling run
+#   RELAY=0    skip the relay and Redis-intent measurements (R1, R2)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,8 +61,12 @@ LOG="$OUT/bench.log"
 
 cleanup() {
   bash "$ROOT/scripts/pg-test-server.sh" stop "$SERVER" >>"$LOG" 2>&1 || true
+  if [ -n "$REDIS_URL" ]; then
+    bash "$ROOT/scripts/redis-test-server.sh" stop "$WORK" >>"$LOG" 2>&1 || true
+  fi
   rm -rf -- "$WORK"
 }
+REDIS_URL=
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -70,6 +77,18 @@ BASE_URL=$(bash "$ROOT/scripts/pg-test-server.sh" url "$SERVER")
 # The server's own database is uowtest; every run gets a fresh one beside it.
 DB_URL=${BASE_URL/\/uowtest\?//bench_run?}
 [ "$DB_URL" != "$BASE_URL" ] || { say "unexpected server URL: $BASE_URL"; exit 1; }
+
+RELAY=${RELAY:-1}
+REDIS_WHY=
+if [ "$RELAY" != 0 ]; then
+  # Set before the start, so that the trap stops a half-started server too.
+  REDIS_URL=$(bash "$ROOT/scripts/redis-test-server.sh" url "$WORK")
+  say "starting Redis for the run (log: $LOG)"
+  if ! bash "$ROOT/scripts/redis-test-server.sh" start "$WORK" >>"$LOG" 2>&1; then
+    REDIS_WHY="redis-server did not start (see $LOG)"
+    say "$REDIS_WHY: R1 and R2 are skipped"
+  fi
+fi
 
 fresh_pg() {
   "$PSQL" -X -q -v ON_ERROR_STOP=1 "$BASE_URL" -c 'DROP DATABASE IF EXISTS bench_run' \
@@ -123,6 +142,39 @@ run() {
   say "  $workload $store $impl: ${line#* * * * }"
 }
 
+# run_relay R1|R2 STORE BATCH: libuow's relay / Redis intents (bench_relay),
+# whose every result line is appended to RESULTS.
+run_relay() {
+  local workload=$1 store=$2 batch=$3 db="$WORK/bench.db" lines
+  if [ -n "$ONLY" ] && ! [[ "$workload $store libuow" =~ $ONLY ]]; then
+    return 0
+  fi
+  if [ -n "$REDIS_WHY" ]; then
+    echo "na libuow $workload-b$batch $store $REDIS_WHY" >>"$RESULTS"
+    return 0
+  fi
+  fresh_sqlite
+  if [ "$store" = pg ] && ! fresh_pg; then
+    echo "na libuow $workload-b$batch $store could not create a fresh PostgreSQL database" >>"$RESULTS"
+    return 0
+  fi
+  local where=$db status=0
+  [ "$store" = pg ] && where=$DB_URL
+  lines=$(timeout "$TIMEOUT" "$BIN/bench_relay" "$workload" "$store" "$where" "$REDIS_URL" \
+    "$batch" 2>>"$LOG" | grep -E '^(result|na) ') || status=$?
+  if [ -z "$lines" ]; then
+    if [ "$status" -eq 124 ]; then
+      lines="na libuow $workload-b$batch $store timed out after ${TIMEOUT}s"
+    else
+      lines="na libuow $workload-b$batch $store the program printed no result (exit $status; see $LOG)"
+    fi
+  fi
+  echo "$lines" >>"$RESULTS"
+  while IFS= read -r line; do
+    say "  $(cut -d' ' -f3,4 <<<"$line") libuow: $(cut -d' ' -f5- <<<"$line")"
+  done <<<"$lines"
+}
+
 say "sizes: $([ "$QUICK" != 0 ] && echo quick || echo full); $REPEAT run(s) per figure"
 for ((rep = 1; rep <= REPEAT; rep++)); do
   say "run $rep of $REPEAT"
@@ -131,6 +183,14 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
     for impl in libuow libpq libpq-pipeline sqlalchemy; do run "$workload" pg "$impl"; done
   done
   for impl in libuow raw-2pc sqlalchemy; do run W4 sqlite+pg "$impl"; done
+  if [ "$RELAY" != 0 ]; then
+    for store in sqlite pg; do
+      for batch in 100 1000; do
+        run_relay R1 "$store" "$batch"
+        run_relay R2 "$store" "$batch"
+      done
+    done
+  fi
 done
 
 if [ "${SCALE:-1}" != 0 ]; then
