@@ -166,7 +166,7 @@ static const char *const pg_outbox =
 
 /* The relay's indexes, as uow_env_create_schema makes them (both dialects). */
 static const char *const outbox_pending =
-    "CREATE INDEX IF NOT EXISTS uow_outbox_pending ON uow_outbox (state, next_attempt_at)";
+    "CREATE INDEX IF NOT EXISTS uow_outbox_pending ON uow_outbox (state, kind, id)";
 static const char *const outbox_key =
     "CREATE INDEX IF NOT EXISTS uow_outbox_key ON uow_outbox (event_key, state, id)";
 

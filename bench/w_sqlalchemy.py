@@ -88,7 +88,7 @@ class OutboxRow(Base):
     """The same table libuow writes its events to, with the relay's indexes."""
     __tablename__ = "uow_outbox"
     __table_args__ = (
-        Index("uow_outbox_pending", "state", "next_attempt_at"),
+        Index("uow_outbox_pending", "state", "kind", "id"),
         Index("uow_outbox_key", "event_key", "state", "id"),
     )
     id = Column(Key, primary_key=True)

@@ -381,7 +381,7 @@ static int create_tables(uow_env *env, uow_store *store) {
     if (!rc)
       rc = store->ops->exec(conn,
                             "CREATE INDEX IF NOT EXISTS uow_outbox_pending ON uow_outbox "
-                            "(state, next_attempt_at)",
+                            "(state, kind, id)",
                             NULL, 0, NULL, &st);
     if (!rc)
       rc = store->ops->exec(conn,
