@@ -246,8 +246,13 @@ UOW_API void uow_env_close(uow_env *env);
  *
  * URLs: `sqlite:PATH` (a file, created 0600 when missing), `sqlite::memory:`;
  * SQLite query options `?busy_timeout=MS&journal_mode=wal|delete&synchronous=full|normal`.
- * Other schemes are provided by the stores compiled in (see uow/store.h).
- * One connection is opened at once to check the URL.
+ * `postgresql://...` (a libpq URI or conninfo). `redis://[[user]:password@]host:port/db`
+ * or `redis+unix://[[user]:password@]/path?db=N`: a store that cannot join a
+ * transaction (entities mapped to it need a UOW_VERSION column; see
+ * docs/guarantees.md). Other schemes come from uow_register_store().
+ * SQL stores open one connection at once to check the URL; a Redis store only
+ * checks the URL, so units can commit while Redis is down.
+ * Names have 1 to 63 characters; an environment holds at most 64 stores.
  *
  * @param env   the environment (set-up phase: no units running).
  * @param name  the store's name, used by uow_env_map(), uow_exec() and messages; copied.
