@@ -47,10 +47,17 @@ void uow__redact_url(const char *url, char *out, size_t cap) {
   if (!cap)
     return;
   const char *scheme_end = strstr(url, "://");
-  const char *at = scheme_end ? strchr(scheme_end + 3, '@') : NULL;
-  const char *slash = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
-  if (at && (!slash || at < slash)) {
-    const char *colon = memchr(scheme_end + 3, ':', (size_t)(at - (scheme_end + 3)));
+  const char *authority = scheme_end ? scheme_end + 3 : NULL;
+  const char *slash = authority ? strchr(authority, '/') : NULL;
+  /* The last '@' before the path ends the credentials: a password may hold a
+   * raw '@' (the Redis URL parser splits there too), and masking only up to
+   * the first one would show the rest of it. */
+  const char *at = NULL;
+  for (const char *p = authority; p && *p && (!slash || p < slash); p++)
+    if (*p == '@')
+      at = p;
+  if (at) {
+    const char *colon = memchr(authority, ':', (size_t)(at - authority));
     if (colon) {
       snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
       goto params;
