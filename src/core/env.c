@@ -405,7 +405,8 @@ int uow_env_create_schema(uow_env *env) {
     return UOW_EINVAL;
   for (size_t i = 0; i < env->stores.len; i++) {
     uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, i);
-    if (!store->ops->create_table)
+    /* A store that cannot join a transaction keeps no schema, and may be down. */
+    if (!store->ops->create_table || (store->ops->caps & UOW_STORE_INTENTS))
       continue;
     int rc = create_tables(env, store);
     if (rc)
