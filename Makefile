@@ -7,11 +7,15 @@
 #   make test      build and run every test, then again with ASan+UBSan in build-asan/
 #   make install   install into PREFIX (default /usr/local)
 #   make bench     build and run the benchmarks (bench/ defines a `bench` target)
+#   make fuzz      build tests/fuzz/ with libFuzzer (clang) in build-fuzz/ and run
+#                  each target FUZZ_SECONDS (default 60); new inputs go to
+#                  build-fuzz/corpus/<name>/, findings to build-fuzz/findings/<name>/
 #   make format    clang-format every .c/.h;  make format-check: only report
 #   make clean     stop test servers left running, delete the build trees
 #
 # Variables: BUILD_DIR, ASAN_DIR, BUILD_TYPE, JOBS, PREFIX, CMAKE_FLAGS,
-# ASAN_CC (compiler of the sanitizer build, default clang).
+# ASAN_CC (compiler of the sanitizer build, default clang), FUZZ_DIR, FUZZ_SECONDS,
+# FUZZ_TARGETS (default: every tests/fuzz/fuzz_<name>.c).
 
 SHELL := /bin/bash
 
@@ -24,6 +28,9 @@ CMAKE       ?= cmake
 CTEST       ?= ctest
 CMAKE_FLAGS ?=
 ASAN_CC     ?= clang
+FUZZ_DIR    ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 # The sanitizer tree's settings; the tests get them from CTest as well.
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=1
@@ -33,7 +40,7 @@ FORMAT_DIRS := include src tests examples tools bench
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null)
 
 .PHONY: all deps configure build demo test test-release test-asan install bench \
-        format format-check clean
+        fuzz format format-check clean
 
 all: build
 
@@ -79,6 +86,28 @@ bench: build
 	@test -f bench/CMakeLists.txt || { echo "make bench: bench/CMakeLists.txt does not exist yet" >&2; exit 1; }
 	$(CMAKE) --build $(BUILD_DIR) -j$(JOBS) --target bench
 
+# libFuzzer reads the committed corpus (tests/fuzz/corpus/<name>) and writes
+# what it finds new into the scratch corpus, the first directory it is given;
+# the committed one only changes by hand. Every target runs even when one fails.
+fuzz: deps
+	$(CMAKE) -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DUOW_SANITIZE=ON -DUOW_FUZZ=ON $(CMAKE_FLAGS)
+	$(CMAKE) --build $(FUZZ_DIR) -j$(JOBS) --target fuzz_targets
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  bin=$(FUZZ_DIR)/tests/fuzz/fuzz_$$t; \
+	  if [ ! -x $$bin ]; then echo "make fuzz: $$bin was not built, skipped" >&2; continue; fi; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/findings/$$t; \
+	  echo "make fuzz: fuzz_$$t for $(FUZZ_SECONDS)s"; \
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -close_fd_mask=3 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/findings/$$t/ \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t 2>$(FUZZ_DIR)/findings/$$t.log \
+	    || { status=1; echo "make fuzz: fuzz_$$t FAILED (see $(FUZZ_DIR)/findings/$$t.log)" >&2; }; \
+	  grep -E '^(stat::number_of_executed_units|stat::new_units_added|Done)' \
+	    $(FUZZ_DIR)/findings/$$t.log || true; \
+	done; \
+	if [ $$status -eq 0 ]; then echo "make fuzz: no findings"; fi; \
+	exit $$status
+
 format:
 	@command -v clang-format >/dev/null || { echo "make format: clang-format is not installed (apt-get install clang-format)" >&2; exit 1; }
 	$(if $(FORMAT_FILES),clang-format -i $(FORMAT_FILES),@echo "make format: no files")
@@ -89,10 +118,10 @@ format-check:
 
 # Servers a killed test run left behind belong to a build tree: stop them first.
 clean:
-	@for d in $(BUILD_DIR) $(ASAN_DIR); do \
+	@for d in $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR); do \
 	  if [ -d "$$d/servers" ]; then \
 	    bash scripts/pg-test-server.sh stop "$$d/servers"; \
 	    bash scripts/redis-test-server.sh stop "$$d/servers"; \
 	  fi; \
 	done
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
