@@ -4,9 +4,12 @@
 #   make deps      install missing Debian packages (scripts/deps.sh)
 #   make build     configure and build in build/ (RelWithDebInfo)
 #   make demo      build, then run the enrollment example on a fresh database
-#   make test      build and run every test, then again with ASan+UBSan in build-asan/
+#   make test      build and run every test, then again with ASan+UBSan in build-asan/,
+#                  then the threaded tests with TSan (make tsan, about 10 s)
 #   make install   install into PREFIX (default /usr/local)
 #   make bench     build and run the benchmarks (bench/ defines a `bench` target)
+#   make tsan      build the test suites with ThreadSanitizer (clang) in build-tsan/
+#                  and run the tests labelled `threads` (tests/CMakeLists.txt)
 #   make fuzz      build tests/fuzz/ with libFuzzer (clang) in build-fuzz/ and run
 #                  each target FUZZ_SECONDS (default 60); new inputs go to
 #                  build-fuzz/corpus/<name>/, findings to build-fuzz/findings/<name>/
@@ -14,7 +17,8 @@
 #   make clean     stop test servers left running, delete the build trees
 #
 # Variables: BUILD_DIR, ASAN_DIR, BUILD_TYPE, JOBS, PREFIX, CMAKE_FLAGS,
-# ASAN_CC (compiler of the sanitizer build, default clang), FUZZ_DIR, FUZZ_SECONDS,
+# ASAN_CC (compiler of the sanitizer build, default clang), TSAN_DIR,
+# TSAN_CC (compiler of the TSan build, default clang), FUZZ_DIR, FUZZ_SECONDS,
 # FUZZ_TARGETS (default: every tests/fuzz/fuzz_<name>.c).
 
 SHELL := /bin/bash
@@ -29,6 +33,8 @@ CTEST       ?= ctest
 CMAKE_FLAGS ?=
 ASAN_CC     ?= clang
 FUZZ_DIR    ?= build-fuzz
+TSAN_DIR    ?= build-tsan
+TSAN_CC     ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
@@ -39,7 +45,7 @@ export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 FORMAT_DIRS := include src tests examples tools bench
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null)
 
-.PHONY: all deps configure build demo test test-release test-asan install bench \
+.PHONY: all deps configure build demo test test-release test-asan tsan install bench \
         fuzz format format-check clean
 
 all: build
@@ -61,11 +67,12 @@ demo: build
 	mkdir -p $(BUILD_DIR)/demo
 	$(DEMO) --db $(BUILD_DIR)/demo/enrollment.db
 
-# Both trees run even when the first fails, so one run shows every failure.
+# Every tree runs even when one fails, so one run shows every failure.
 test: deps
 	@status=0; \
 	$(MAKE) --no-print-directory test-release || status=1; \
 	$(MAKE) --no-print-directory test-asan || status=1; \
+	$(MAKE) --no-print-directory tsan || status=1; \
 	if [ $$status -eq 0 ]; then echo "make test: all tests passed (release and sanitizer builds)"; \
 	else echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$status
@@ -78,6 +85,18 @@ test-asan: deps
 	  $(if $(ASAN_CC),-DCMAKE_C_COMPILER=$(ASAN_CC)) $(CMAKE_FLAGS)
 	$(CMAKE) --build $(ASAN_DIR) -j$(JOBS)
 	$(CTEST) --test-dir $(ASAN_DIR) --output-on-failure -j$(JOBS)
+
+# ThreadSanitizer cannot share a tree with ASan. Only the suites holding a test
+# labelled `threads` are built; the tree gives those tests TSAN_OPTIONS
+# (halt_on_error=1 second_deadlock_stack=1, plus tests/tsan.supp if it exists).
+tsan: deps
+	$(CMAKE) -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DUOW_TSAN=ON \
+	  -DCMAKE_C_COMPILER=$(TSAN_CC) $(CMAKE_FLAGS)
+	suites=$$($(CTEST) --test-dir $(TSAN_DIR) -N -L threads \
+	  | sed -n 's/^ *Test *#[0-9]*: \([A-Za-z0-9_]*\)\..*/\1/p' | grep -v '^fixture$$' | sort -u); \
+	test -n "$$suites" || { echo "make tsan: no test is labelled threads" >&2; exit 1; }; \
+	$(CMAKE) --build $(TSAN_DIR) -j$(JOBS) --target $$suites
+	$(CTEST) --test-dir $(TSAN_DIR) -L threads --output-on-failure -j$(JOBS)
 
 install: build
 	$(CMAKE) --install $(BUILD_DIR) --prefix $(PREFIX)
@@ -118,10 +137,10 @@ format-check:
 
 # Servers a killed test run left behind belong to a build tree: stop them first.
 clean:
-	@for d in $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR); do \
+	@for d in $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR); do \
 	  if [ -d "$$d/servers" ]; then \
 	    bash scripts/pg-test-server.sh stop "$$d/servers"; \
 	    bash scripts/redis-test-server.sh stop "$$d/servers"; \
 	  fi; \
 	done
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -74,6 +74,19 @@ if(UOW_SANITIZE)
     list(APPEND UOW_TEST_SANITIZER_ENV "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
   endif()
 endif()
+# TSan: the first report fails the test; tests/tsan.supp names the reports
+# from inside libpq, SQLite or hiredis that are not the library's.
+if(UOW_TSAN)
+  if(DEFINED ENV{TSAN_OPTIONS})
+    list(APPEND UOW_TEST_SANITIZER_ENV "TSAN_OPTIONS=$ENV{TSAN_OPTIONS}")
+  else()
+    set(_uow_tsan_options "halt_on_error=1 second_deadlock_stack=1")
+    if(EXISTS "${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+      string(APPEND _uow_tsan_options " suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
+    endif()
+    list(APPEND UOW_TEST_SANITIZER_ENV "TSAN_OPTIONS=${_uow_tsan_options}")
+  endif()
+endif()
 
 # Define fixture.<kind>.start/stop once, the first time a test needs them.
 function(_uow_server_fixture kind)

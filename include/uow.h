@@ -755,6 +755,10 @@ typedef int (*uow_relay_progress_fn)(void *arg, const uow_relay_stats *stats);
  * store that fails is retried on the next pass (the failure is in
  * uow_env_errmsg()).
  * @param stop      checked before each pass; may be NULL (then only progress stops it).
+ *                  It is read with an atomic load: another thread sets it with
+ *                  an atomic store, e.g. `__atomic_store_n(&flag, 1, __ATOMIC_RELEASE)`
+ *                  (a plain `flag = 1` from another thread is a data race); a
+ *                  signal handler on the relay's thread may set it plainly.
  * @param progress  called after each pass with the running totals; may be NULL.
  * @return 0 when stopped; UOW_EINVAL (bad arguments; NULL stop and NULL progress).
  * Threads: any; see uow_relay_once().

@@ -436,17 +436,18 @@ static void *commit_loop(void *arg) {
   for (int64_t n = 1; n <= l->units; n++) {
     numbered job = {l->w, n};
     int rc = uow_run(l->env, write_numbered, &job, &opts);
+    /* Not uow_env_errmsg() here: the recovery threads write it meanwhile.
+     * The test reads it once they are joined. */
     if (rc != UOW_OK && !l->failures++)
-      snprintf(l->failure, sizeof(l->failure), "unit %lld: %s: %s", (long long)n, uow_strerror(rc),
-               uow_env_errmsg(l->env));
+      snprintf(l->failure, sizeof(l->failure), "unit %lld: %s", (long long)n, uow_strerror(rc));
   }
-  l->done = 1;
+  __atomic_store_n(&l->done, 1, __ATOMIC_RELEASE); /* the recovery threads poll it */
   return NULL;
 }
 
 static void *recover_loop(void *arg) {
   live *l = arg;
-  while (!l->done) {
+  while (!__atomic_load_n(&l->done, __ATOMIC_ACQUIRE)) {
     uow_recover_report report = UOW_RECOVER_REPORT_INIT;
     uow_recover(l->env, &report); /* may meet busy stores; the final run must succeed */
     __atomic_add_fetch(&l->recoveries, 1, __ATOMIC_RELAXED);
@@ -472,7 +473,8 @@ static void recovery_runs_beside_live_units_and_another_recovery(void **state) {
   print_message("%lld units committed beside %ld recovery runs, %d failed\n", (long long)l.units,
                 l.recoveries, l.failures);
   if (l.failures)
-    fail_msg("%d units failed; the first: %s", l.failures, l.failure);
+    fail_msg("%d units failed; the first: %s (the environment's last message: %s)", l.failures,
+             l.failure, uow_env_errmsg(env));
   expect_all_or_nothing(&w, l.units, l.units);
   uow_env_close(env);
   ms_cleanup(&w);

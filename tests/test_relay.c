@@ -331,7 +331,9 @@ static void two_relays_share_the_work_and_miss_nothing(void **state) {
       break;
     pause_ms(10);
   }
-  runs[0].stop = runs[1].stop = 1;
+  /* Atomic: the relays read the flag with an atomic load while this thread sets it. */
+  __atomic_store_n(&runs[0].stop, 1, __ATOMIC_RELEASE);
+  __atomic_store_n(&runs[1].stop, 1, __ATOMIC_RELEASE);
   for (int i = 0; i < 2; i++)
     pthread_join(threads[i], NULL);
   print_message("relay 1 delivered %zu, relay 2 delivered %zu\n", recs[0]->n, recs[1]->n);
@@ -358,7 +360,7 @@ typedef struct sleeper {
 
 static int count_pass(void *arg, const uow_relay_stats *stats) {
   sleeper *s = arg;
-  s->passes = (int)stats->passes;
+  __atomic_store_n(&s->passes, (int)stats->passes, __ATOMIC_RELEASE); /* the test thread polls it */
   return 0;
 }
 
@@ -386,9 +388,9 @@ static void idle_relay_picks_up_new_commits(void **state) {
   pthread_t thread;
   assert_int_equal(pthread_create(&thread, NULL, sleeping_relay, &s), 0);
   /* Its first pass found nothing: it is idle now. */
-  for (int i = 0; i < 500 && !s.passes; i++)
+  for (int i = 0; i < 500 && !__atomic_load_n(&s.passes, __ATOMIC_ACQUIRE); i++)
     pause_ms(10);
-  assert_true(s.passes >= 1);
+  assert_true(__atomic_load_n(&s.passes, __ATOMIC_ACQUIRE) >= 1);
   pause_ms(300);
   /* Commits come every 2 s, so that one lands while the relay listens. */
   for (int i = 0; i < 100 && seen_count(s.rec) == 0; i++) {
@@ -397,7 +399,7 @@ static void idle_relay_picks_up_new_commits(void **state) {
     pause_ms(200);
   }
   size_t seen = seen_count(s.rec);
-  s.stop = 1;
+  __atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
   emit_one(w->env, "wake", "w", "stop", true); /* wakes it to see the stop flag */
   pthread_join(thread, NULL);
   assert_true(seen >= 1);

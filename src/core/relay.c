@@ -437,6 +437,17 @@ static void idle(relay *r, listener *l) {
   }
 }
 
+/*
+ * The stop flag is usually set by another thread while this one runs passes.
+ * `volatile` alone does not make that a synchronized access (ThreadSanitizer
+ * reports it, rightly, as a data race), so it is read with an atomic load;
+ * the caller sets it with an atomic store (uow_relay_run's doc says how), or
+ * from a signal handler on this thread, where volatile is enough.
+ */
+static bool stop_requested(const volatile int *stop) {
+  return stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE);
+}
+
 int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *opts,
                   const volatile int *stop, uow_relay_progress_fn progress, void *arg) {
   uow_relay_stats stats;
@@ -450,12 +461,12 @@ int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_options *o
     return uow__env_fail(env, UOW_EINVAL, "relay: nothing can stop it (no stop flag, no progress)");
   }
   listener l = {NULL, NULL};
-  while (!stop || !*stop) {
+  while (!stop_requested(stop)) {
     bool found = false;
     pass(&r, &found); /* a failing store is tried again next time */
     if (progress && progress(arg, &stats))
       break;
-    if (!found && (!stop || !*stop))
+    if (!found && !stop_requested(stop))
       idle(&r, &l);
   }
   listener_close(&l);
