@@ -8,6 +8,11 @@
 #                  then the threaded tests with TSan (make tsan, about 10 s)
 #   make install   install into PREFIX (default /usr/local)
 #   make bench     build and run the benchmarks (bench/ defines a `bench` target)
+#   make stress    STRESS_PROCS (8) processes of enrollment units for STRESS_SECONDS
+#                  (60; 10 for a smoke run) on SQLite and on a throwaway PostgreSQL,
+#                  a relay in another process, then checks every figure; then
+#                  STRESS_ASAN_SECONDS (5; 0 skips) of the same under ASan+UBSan in
+#                  build-asan/ with LeakSanitizer on (stress/run.sh)
 #   make tsan      build the test suites with ThreadSanitizer (clang) in build-tsan/
 #                  and run the tests labelled `threads` (tests/CMakeLists.txt)
 #   make fuzz      build tests/fuzz/ with libFuzzer (clang) in build-fuzz/ and run
@@ -19,7 +24,8 @@
 # Variables: BUILD_DIR, ASAN_DIR, BUILD_TYPE, JOBS, PREFIX, CMAKE_FLAGS,
 # ASAN_CC (compiler of the sanitizer build, default clang), TSAN_DIR,
 # TSAN_CC (compiler of the TSan build, default clang), FUZZ_DIR, FUZZ_SECONDS,
-# FUZZ_TARGETS (default: every tests/fuzz/fuzz_<name>.c).
+# FUZZ_TARGETS (default: every tests/fuzz/fuzz_<name>.c), STRESS_SECONDS,
+# STRESS_PROCS, STRESS_STORES (default "sqlite pg"), STRESS_ASAN_SECONDS.
 
 SHELL := /bin/bash
 
@@ -37,15 +43,19 @@ TSAN_DIR    ?= build-tsan
 TSAN_CC     ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+STRESS_SECONDS      ?= 60
+STRESS_PROCS        ?= 8
+STRESS_STORES       ?= sqlite pg
+STRESS_ASAN_SECONDS ?= 5
 
 # The sanitizer tree's settings; the tests get them from CTest as well.
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-FORMAT_DIRS := include src tests examples tools bench
+FORMAT_DIRS := include src tests examples tools bench stress
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null)
 
-.PHONY: all deps configure build demo test test-release test-asan tsan install bench \
+.PHONY: all deps configure build demo test test-release test-asan tsan install bench stress \
         fuzz format format-check clean
 
 all: build
@@ -104,6 +114,21 @@ install: build
 bench: build
 	@test -f bench/CMakeLists.txt || { echo "make bench: bench/CMakeLists.txt does not exist yet" >&2; exit 1; }
 	$(CMAKE) --build $(BUILD_DIR) -j$(JOBS) --target bench
+
+# The sanitizer tree builds only the stress program (and the library), not its tests.
+STRESS_ASAN_BIN := $(if $(filter-out 0,$(STRESS_ASAN_SECONDS)),$(ASAN_DIR)/stress/stress_enrollment)
+stress: build
+	@test -f stress/CMakeLists.txt || { echo "make stress: stress/CMakeLists.txt does not exist" >&2; exit 1; }
+	$(CMAKE) --build $(BUILD_DIR) -j$(JOBS) --target stress_enrollment
+ifneq ($(STRESS_ASAN_BIN),)
+	$(CMAKE) -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DUOW_SANITIZE=ON \
+	  $(if $(ASAN_CC),-DCMAKE_C_COMPILER=$(ASAN_CC)) $(CMAKE_FLAGS)
+	$(CMAKE) --build $(ASAN_DIR) -j$(JOBS) --target stress_enrollment
+endif
+	STRESS_BIN=$(BUILD_DIR)/stress/stress_enrollment STRESS_ASAN_BIN=$(STRESS_ASAN_BIN) \
+	  STRESS_OUT=$(BUILD_DIR)/stress STRESS_SECONDS=$(STRESS_SECONDS) \
+	  STRESS_PROCS=$(STRESS_PROCS) STRESS_STORES="$(STRESS_STORES)" \
+	  STRESS_ASAN_SECONDS=$(STRESS_ASAN_SECONDS) bash stress/run.sh
 
 # libFuzzer reads the committed corpus (tests/fuzz/corpus/<name>) and writes
 # what it finds new into the scratch corpus, the first directory it is given;
