@@ -142,6 +142,23 @@ static void make_gid(char *gid, size_t cap, const char *unit_id, const uow_store
   snprintf(gid, cap, UOW__GID_PREFIX "%s:%s:%s", unit_id, decider->name, participant->name);
 }
 
+bool uow__gid_parse(const char *gid, uow_gid_parts *out) {
+  if (strncmp(gid, UOW__GID_PREFIX, strlen(UOW__GID_PREFIX)) != 0)
+    return false;
+  const char *p = gid + strlen(UOW__GID_PREFIX);
+  char *fields[3] = {out->unit_id, out->decider, out->participant};
+  size_t caps[3] = {sizeof(out->unit_id), sizeof(out->decider), sizeof(out->participant)};
+  for (int i = 0; i < 3; i++) {
+    size_t n = strcspn(p, ":");
+    if (n == 0 || n >= caps[i] || (i < 2 && p[n] != ':') || (i == 2 && p[n]))
+      return false;
+    memcpy(fields[i], p, n);
+    fields[i][n] = '\0';
+    p += n + (i < 2);
+  }
+  return true;
+}
+
 /* Fail the unit with a store's error during the commit protocol. */
 static int protocol_error(uow_unit *unit, const char *what, uow_unit_store *us,
                           const uow_status *st) {
@@ -339,16 +356,26 @@ void uow__coord_doubt(uow_env *env, const char *gid) {
 bool uow__coord_store_in_doubt(uow_env *env, const uow_store *store) {
   if (!__atomic_load_n(&env->ndoubts, __ATOMIC_ACQUIRE))
     return false;
-  size_t name = strlen(store->name);
   bool found = false;
   pthread_mutex_lock(&env->lock);
   for (size_t i = 0; i < env->doubts.len && !found; i++) {
-    const char *gid = UOW_VEC_AT(&env->doubts, char *, i);
-    size_t len = strlen(gid); /* ...:<participant> ends the gid */
-    found = len > name && gid[len - name - 1] == ':' && strcmp(gid + len - name, store->name) == 0;
+    uow_gid_parts parts;
+    found = uow__gid_parse(UOW_VEC_AT(&env->doubts, char *, i), &parts) &&
+            strcmp(parts.participant, store->name) == 0;
   }
   pthread_mutex_unlock(&env->lock);
   return found;
+}
+
+/* One batch of finished decisions, deleted in a transaction of its own. */
+typedef struct id_batch {
+  char *const *ids;
+  size_t n;
+} id_batch;
+
+static int delete_batch(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  const id_batch *batch = ctx;
+  return delete_decisions(store, conn, batch->ids, batch->n, NULL, st);
 }
 
 void uow__coord_drain(uow_env *env) {
@@ -357,17 +384,9 @@ void uow__coord_drain(uow_env *env) {
     while (store->finished.len) {
       size_t n = store->finished.len < CLEANUP_BATCH ? store->finished.len : CLEANUP_BATCH;
       char **ids = (char **)store->finished.items + store->finished.len - n;
-      uow_store_conn *conn = NULL;
-      bool reused;
+      id_batch batch = {ids, n};
       uow_status st = {0, ""};
-      if (!uow__pool_acquire(store, &conn, &reused, &st)) {
-        bool ok = !store->ops->begin(conn, UOW_ISOLATION_DEFAULT, 0, &st) &&
-                  !delete_decisions(store, conn, ids, n, NULL, &st) &&
-                  !store->ops->commit(conn, &st);
-        if (!ok)
-          store->ops->rollback(conn, &st);
-        uow__pool_release(store, conn, ok);
-      }
+      uow__pooled_transaction(store, delete_batch, &batch, &st);
       for (size_t i = 0; i < n; i++)
         uow__free(ids[i]);
       store->finished.len -= n; /* what failed is left to uow_recover() */

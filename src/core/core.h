@@ -40,11 +40,11 @@ typedef struct uow_store {
 typedef struct uow_mapping {
   const uow_entity *entity;
   uow_store *store;
-  size_t index;         /* order of mapping: sorts updates and deletes */
-  size_t key;           /* index of the primary key column */
-  size_t version;       /* index of the version column, or SIZE_MAX */
-  unsigned depth;       /* 0 for an entity that references nothing; parents are shallower */
-  size_t header;        /* bytes before the object in a record (aligned) */
+  size_t index;   /* order of mapping: sorts updates and deletes */
+  size_t key;     /* index of the primary key column */
+  size_t version; /* index of the version column, or SIZE_MAX */
+  unsigned depth; /* 0 for an entity that references nothing; parents are shallower */
+  size_t header;  /* bytes before the object in a record (aligned) */
 } uow_mapping;
 
 struct uow_env {
@@ -58,8 +58,8 @@ struct uow_env {
   uint64_t nonce;
   /* Prepared transactions this process could not finish (a connection was
    * lost): settled at the next uow_begin, like uow_recover() would. */
-  uow_vec doubts;        /* char *gid; guarded by lock */
-  size_t ndoubts;        /* doubts.len, read without the lock */
+  uow_vec doubts; /* char *gid; guarded by lock */
+  size_t ndoubts; /* doubts.len, read without the lock */
   char errmsg[1024];
 };
 
@@ -70,6 +70,17 @@ int uow__env_fail(uow_env *env, int code, const char *fmt, ...) UOW_PRINTF(3, 4)
 int uow__pool_acquire(uow_store *store, uow_store_conn **conn, bool *reused, uow_status *st);
 /* Give a connection back; a connection that is not healthy is closed instead. */
 void uow__pool_release(uow_store *store, uow_store_conn *conn, bool keep);
+/* A transactional SQL store: it holds the library's tables (outbox, decisions, lease). */
+bool uow__store_is_sql(const uow_store *store);
+/* Work done inside one of the library's own short transactions. */
+typedef int (*uow_txn_fn)(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st);
+/* Run `fn` in a READ COMMITTED transaction on `conn` (`flags`: UOW_FOR_UPDATE);
+ * commit when it succeeds, roll back when it fails. */
+int uow__store_transaction(uow_store *store, uow_store_conn *conn, unsigned flags, uow_txn_fn fn,
+                           void *ctx, uow_status *st);
+/* The same on a pooled connection, taken and given back here, with one fresh
+ * try when an idle one turns out dead. */
+int uow__pooled_transaction(uow_store *store, uow_txn_fn fn, void *ctx, uow_status *st);
 
 /* The library's own tables, described as entities (outbox.c). */
 typedef struct uow_outbox_row {
@@ -98,8 +109,8 @@ typedef struct uow_decision_row {
 extern const uow_entity uow__decision_entity;
 
 typedef struct uow_lease_row {
-  char *name;     /* "outbox" */
-  char *holder;   /* the relay holding it */
+  char *name;   /* "outbox" */
+  char *holder; /* the relay holding it */
   int64_t expires_at;
 } uow_lease_row;
 extern const uow_entity uow__lease_entity;
@@ -125,9 +136,9 @@ typedef struct uow_record {
   uow_record_state state;
   const uow_mapping *map;
   uow_unit *unit;
-  size_t seq;         /* creation order in the unit */
-  void *snapshot;     /* the struct as the store has it; NULL while new */
-  uint64_t hash;      /* identity map hash of the key */
+  size_t seq;     /* creation order in the unit */
+  void *snapshot; /* the struct as the store has it; NULL while new */
+  uint64_t hash;  /* identity map hash of the key */
   bool in_map;
   unsigned undo_mark; /* serial of the savepoint that already saved this record */
   unsigned visit;     /* flush planning mark */
@@ -169,14 +180,14 @@ typedef struct uow_unit_store {
   uow_store_conn *conn;
   bool in_txn;
   bool wrote;
-  bool reused;  /* the connection came from the pool idle list */
-  bool proven;  /* a statement succeeded on it in this unit */
+  bool reused;   /* the connection came from the pool idle list */
+  bool proven;   /* a statement succeeded on it in this unit */
   bool prepared; /* two-phase commit: its part is prepared, awaiting the decision */
 } uow_unit_store;
 
 typedef enum uow_unit_state {
   UOW_UNIT_ACTIVE = 1,
-  UOW_UNIT_FAILED,      /* a flush or statement failed: rollback (or rollback_to) needed */
+  UOW_UNIT_FAILED, /* a flush or statement failed: rollback (or rollback_to) needed */
   UOW_UNIT_COMMITTED,
   UOW_UNIT_ROLLED_BACK,
   UOW_UNIT_ENDED
@@ -247,8 +258,7 @@ int uow__flush(uow_unit *unit, bool commit);
 
 /* The intent of a tracked object: every field at `version`, or a delete
  * (taken from the snapshot). Text lives in the unit's arena. */
-int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version,
-                      uow_intent *out);
+int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version, uow_intent *out);
 /* An intent as an outbox payload, and back (decoded strings in `arena`). */
 int uow__intent_encode(const uow_intent *in, uow_buf *out);
 int uow__intent_decode(const void *data, size_t len, uow_arena *arena, uow_intent *out);
@@ -262,6 +272,15 @@ void uow__intent_sink(uow_env *env, uow_sink *out);
 
 /* Every prepared transaction of libuow has a gid starting so (see coord.c). */
 #define UOW__GID_PREFIX "uow1:"
+
+/* The parts of a gid, "uow1:<unit>:<decider>:<participant>". */
+typedef struct uow_gid_parts {
+  char unit_id[64];
+  char decider[UOW__STORE_NAME_MAX];
+  char participant[UOW__STORE_NAME_MAX];
+} uow_gid_parts;
+/* Split a gid; false for a gid of another format. */
+bool uow__gid_parse(const char *gid, uow_gid_parts *out);
 
 /* Check that the stores in `writers` (bit i: env store i) may take part in one
  * unit, and pick its decider: NULL when at most one store writes. Fails the

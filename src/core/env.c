@@ -21,7 +21,9 @@ static const uow_store_ops *registered[MAX_REGISTERED] = {&uow__sqlite_store, &u
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int uow_register_store(const uow_store_ops *ops) {
-  if (!ops || ops->abi != UOW_STORE_ABI || !ops->scheme || !ops->open || !ops->connect)
+  unsigned sql = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
+  if (!ops || ops->abi != UOW_STORE_ABI || !ops->scheme || !ops->open || !ops->connect ||
+      ((ops->caps & sql) == sql && !ops->query_int64))
     return UOW_EINVAL;
   int rc = UOW_ENOMEM;
   pthread_mutex_lock(&registry_lock);
@@ -357,9 +359,47 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   return UOW_OK;
 }
 
-static bool holds_library_tables(const uow_store *store) {
+bool uow__store_is_sql(const uow_store *store) {
   unsigned need = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
   return (store->ops->caps & need) == need;
+}
+
+int uow__store_transaction(uow_store *store, uow_store_conn *conn, unsigned flags, uow_txn_fn fn,
+                           void *ctx, uow_status *st) {
+  int rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, flags, st);
+  if (!rc)
+    rc = fn(store, conn, ctx, st);
+  if (!rc)
+    return store->ops->commit(conn, st);
+  uow_status ignored = {0, ""};
+  store->ops->rollback(conn, &ignored);
+  return rc;
+}
+
+int uow__pooled_transaction(uow_store *store, uow_txn_fn fn, void *ctx, uow_status *st) {
+  uow_store_conn *conn;
+  bool reused;
+  int rc = uow__pool_acquire(store, &conn, &reused, st);
+  if (rc == UOW_OK &&
+      (rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st)) == UOW_EIO && reused) {
+    /* A pooled connection the server dropped while it was idle: one fresh try. */
+    uow__pool_release(store, conn, false);
+    if ((rc = uow__pool_acquire(store, &conn, &reused, st)) == UOW_OK)
+      rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st);
+  }
+  if (rc != UOW_OK) {
+    uow__pool_release(store, conn, false);
+    return rc;
+  }
+  rc = fn(store, conn, ctx, st);
+  if (rc == UOW_OK)
+    rc = store->ops->commit(conn, st);
+  else {
+    uow_status ignored = {0, ""};
+    store->ops->rollback(conn, &ignored);
+  }
+  uow__pool_release(store, conn, rc != UOW_EIO && rc != UOW_EINDOUBT);
+  return rc;
 }
 
 static int create_tables(uow_env *env, uow_store *store) {
@@ -371,7 +411,7 @@ static int create_tables(uow_env *env, uow_store *store) {
     return uow__env_fail(env, rc, "create schema: store '%s': %s", store->name, st.message);
   /* The library's tables first: an application may map a read-only view
    * entity onto one of them, and that must not create it with fewer columns. */
-  if (holds_library_tables(store)) {
+  if (uow__store_is_sql(store)) {
     rc = store->ops->create_table(conn, &uow__outbox_entity, &st);
     if (!rc)
       rc = store->ops->create_table(conn, &uow__decision_entity, &st);

@@ -459,11 +459,6 @@ static int add_events(flush *f, uow_store *store, int64_t now) {
   return UOW_OK;
 }
 
-static bool holds_outbox(const uow_store *store) {
-  unsigned need = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
-  return (store->ops->caps & need) == need;
-}
-
 /* The store of the pending batch, else the one written, else the configured
  * outbox store, else the first SQL store; NULL if there is none. */
 static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
@@ -474,10 +469,10 @@ static uow_store *outbox_store(const uow_unit *unit, uow_store *pending) {
       return unit->stores[i].store;
   const uow_env *env = unit->env;
   uow_store *named = uow__env_store(env, env->opts.outbox_store);
-  if (named && holds_outbox(named))
+  if (named && uow__store_is_sql(named))
     return named;
   for (size_t i = 0; i < env->stores.len; i++)
-    if (holds_outbox(UOW_VEC_AT(&env->stores, uow_store *, i)))
+    if (uow__store_is_sql(UOW_VEC_AT(&env->stores, uow_store *, i)))
       return UOW_VEC_AT(&env->stores, uow_store *, i);
   return NULL;
 }

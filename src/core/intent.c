@@ -200,7 +200,20 @@ int uow__intent_decode(const void *data, size_t len, uow_arena *arena, uow_inten
   return UOW_OK;
 }
 
-/* ---- applying right after the commit ---- */
+/* ---- applying ---- */
+
+/* Apply `n` intents to `store` on a pooled connection: one call, one round trip. */
+static int apply_to(uow_store *store, const uow_intent *intents, size_t n, size_t *applied,
+                    uow_status *st) {
+  uow_store_conn *conn = NULL;
+  bool reused;
+  *applied = 0;
+  int rc = uow__pool_acquire(store, &conn, &reused, st);
+  if (!rc)
+    rc = store->ops->apply(conn, intents, n, applied, st);
+  uow__pool_release(store, conn, rc == UOW_OK);
+  return rc;
+}
 
 void uow__intents_apply(uow_unit *unit, uow_store *outbox) {
   if (!unit->intents.len)
@@ -215,16 +228,11 @@ void uow__intents_apply(uow_unit *unit, uow_store *outbox) {
       n++;
     /* The intents of one store, consecutive: one call. */
     uow_intent *batch = uow__arena_alloc(&unit->arena, n * sizeof(*batch));
-    uow_store_conn *conn = NULL;
-    bool reused;
     uow_status st = {0, ""};
     size_t applied = 0;
-    int rc = batch ? uow__pool_acquire(first->store, &conn, &reused, &st) : UOW_ENOMEM;
-    for (size_t j = 0; !rc && j < n; j++)
+    for (size_t j = 0; batch && j < n; j++)
       batch[j] = UOW_VEC_AT(&unit->intents, uow_pending_intent, i + j).intent;
-    if (!rc)
-      rc = first->store->ops->apply(conn, batch, n, &applied, &st);
-    uow__pool_release(first->store, conn, rc == UOW_OK);
+    int rc = batch ? apply_to(first->store, batch, n, &applied, &st) : UOW_ENOMEM;
     all = all && rc == UOW_OK && applied == n;
     i += n;
   }
@@ -277,15 +285,9 @@ static int apply_deliveries(void *ctx, const uow_delivery *events, size_t n, siz
         count = j; /* apply those before it */
       }
     }
-    uow_store_conn *conn = NULL;
-    bool reused;
     uow_status st = {0, ""};
     size_t applied = 0;
-    int arc = count ? uow__pool_acquire(store, &conn, &reused, &st) : UOW_OK;
-    if (!arc && count)
-      arc = store->ops->apply(conn, batch, count, &applied, &st);
-    if (count)
-      uow__pool_release(store, conn, arc == UOW_OK);
+    int arc = count ? apply_to(store, batch, count, &applied, &st) : UOW_OK;
     done += applied;
     if (arc && !rc) {
       snprintf(err, errcap, "store '%s': %s", store->name, st.message);

@@ -62,12 +62,6 @@ static void note_failure(recovery *r, int code, const char *fmt, ...) {
   uow__env_fail(r->env, r->rc, "recover: %s", msg);
 }
 
-static bool is_sql_store(const uow_store *store) {
-  return (store->ops->caps & (UOW_STORE_SQL | UOW_STORE_TRANSACTIONAL)) ==
-             (UOW_STORE_SQL | UOW_STORE_TRANSACTIONAL) &&
-         store->ops->query_int64;
-}
-
 static bool can_list(const uow_store *store) {
   return (store->ops->caps & UOW_STORE_PREPARE) && store->ops->list_prepared &&
          store->ops->commit_prepared && store->ops->rollback_prepared;
@@ -101,34 +95,6 @@ static int take_decision(void *ctx, const uow_value *row) {
   return UOW_OK;
 }
 
-/* Run `fn` in a transaction of its own on a pooled connection of `store`. */
-typedef int (*txn_fn)(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st);
-static int in_transaction(uow_store *store, txn_fn fn, void *ctx, uow_status *st) {
-  uow_store_conn *conn;
-  bool reused;
-  int rc = uow__pool_acquire(store, &conn, &reused, st);
-  if (rc == UOW_OK &&
-      (rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st)) == UOW_EIO && reused) {
-    /* A pooled connection the server dropped while it was idle: one fresh try. */
-    uow__pool_release(store, conn, false);
-    if ((rc = uow__pool_acquire(store, &conn, &reused, st)) == UOW_OK)
-      rc = store->ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, 0, st);
-  }
-  if (rc != UOW_OK) {
-    uow__pool_release(store, conn, false);
-    return rc;
-  }
-  rc = fn(store, conn, ctx, st);
-  if (rc == UOW_OK)
-    rc = store->ops->commit(conn, st);
-  else {
-    uow_status ignored = {0, ""};
-    store->ops->rollback(conn, &ignored);
-  }
-  uow__pool_release(store, conn, rc != UOW_EIO && rc != UOW_EINDOUBT);
-  return rc;
-}
-
 static int read_decisions(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
   decision_reader dr = {ctx, store};
   const uow_value outcome = uow_text("commit");
@@ -137,30 +103,6 @@ static int read_decisions(uow_store *store, uow_store_conn *conn, void *ctx, uow
 }
 
 /* ---- step 2: settle each prepared transaction ---- */
-
-typedef struct gid_parts {
-  char unit_id[64];
-  char decider[UOW__STORE_NAME_MAX];
-  char participant[UOW__STORE_NAME_MAX];
-} gid_parts;
-
-/* "uow1:<unit>:<decider>:<participant>"; false for a gid of another format. */
-static bool parse_gid(const char *gid, gid_parts *out) {
-  if (strncmp(gid, UOW__GID_PREFIX, strlen(UOW__GID_PREFIX)) != 0)
-    return false;
-  const char *p = gid + strlen(UOW__GID_PREFIX);
-  char *fields[3] = {out->unit_id, out->decider, out->participant};
-  size_t caps[3] = {sizeof(out->unit_id), sizeof(out->decider), sizeof(out->participant)};
-  for (int i = 0; i < 3; i++) {
-    size_t n = strcspn(p, ":");
-    if (n == 0 || n >= caps[i] || (i < 2 && p[n] != ':') || (i == 2 && p[n]))
-      return false;
-    memcpy(fields[i], p, n);
-    fields[i][n] = '\0';
-    p += n + (i < 2);
-  }
-  return true;
-}
 
 static void collect_gid(void *ctx, const char *gid) {
   recovery *r = ctx;
@@ -209,10 +151,10 @@ static int write_abort(uow_store *store, uow_store_conn *conn, void *ctx, uow_st
 /* The decision for `unit_id` in `decider`, fencing the unit with an abort
  * decision when there is none. */
 static int decide(recovery *r, uow_store *decider, lookup *l, uow_status *st) {
-  int rc = in_transaction(decider, read_outcome, l, st);
+  int rc = uow__pooled_transaction(decider, read_outcome, l, st);
   if (rc || l->outcome[0])
     return rc;
-  rc = in_transaction(decider, write_abort, l, st);
+  rc = uow__pooled_transaction(decider, write_abort, l, st);
   if (rc == UOW_OK) {
     r->report->fenced++;
     snprintf(l->outcome, sizeof(l->outcome), "abort");
@@ -222,14 +164,14 @@ static int decide(recovery *r, uow_store *decider, lookup *l, uow_status *st) {
   if (rc != UOW_ECONSTRAINT)
     return rc;
   /* The unit's own decider transaction got there first: ask again. */
-  return in_transaction(decider, read_outcome, l, st);
+  return uow__pooled_transaction(decider, read_outcome, l, st);
 }
 
 /* Settle one prepared transaction of `store`, listed under `gid`. */
 static void settle(recovery *r, uow_store *store, uow_store_conn *conn, const char *gid,
-                   const gid_parts *parts) {
+                   const uow_gid_parts *parts) {
   uow_store *decider = uow__env_store(r->env, parts->decider);
-  if (!decider || !is_sql_store(decider)) {
+  if (!decider || !uow__store_is_sql(decider)) {
     r->report->skipped++;
     note_failure(r, UOW_EIO,
                  "prepared transaction '%s' in store '%s' is decided by store '%s', which is "
@@ -304,8 +246,8 @@ static void settle_store(recovery *r, uow_store *store) {
   size_t before = r->report->skipped;
   for (size_t i = 0; i < r->gids.len; i++) {
     const char *gid = UOW_VEC_AT(&r->gids, char *, i);
-    gid_parts parts;
-    if (!parse_gid(gid, &parts) || strcmp(parts.participant, store->name) != 0)
+    uow_gid_parts parts;
+    if (!uow__gid_parse(gid, &parts) || strcmp(parts.participant, store->name) != 0)
       continue; /* another store's, on the same database */
     r->report->in_doubt++;
     size_t skipped = r->report->skipped;
@@ -361,7 +303,7 @@ static void delete_finished(recovery *r) {
     deletion del = {"DELETE FROM uow_decision WHERE unit_id = ? AND outcome = 'commit'",
                     uow_text(d->unit_id), 0};
     uow_status st = {0, ""};
-    if (in_transaction(d->decider, run_deletion, &del, &st))
+    if (uow__pooled_transaction(d->decider, run_deletion, &del, &st))
       note_failure(r, st.code, "cannot delete the decision of unit %s in store '%s': %s",
                    d->unit_id, d->decider->name, st.message);
     else
@@ -369,12 +311,12 @@ static void delete_finished(recovery *r) {
   }
   for (size_t s = 0; s < r->env->stores.len; s++) {
     uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, s);
-    if (!is_sql_store(store))
+    if (!uow__store_is_sql(store))
       continue;
     deletion del = {"DELETE FROM uow_decision WHERE outcome = 'abort' AND created_at < ?",
                     uow_int64(uow__now_ms() - ABORT_RETENTION_MS), 0};
     uow_status st = {0, ""};
-    if (in_transaction(store, run_deletion, &del, &st))
+    if (uow__pooled_transaction(store, run_deletion, &del, &st))
       note_failure(r, st.code, "cannot delete old abort records in store '%s': %s", store->name,
                    st.message);
   }
@@ -398,7 +340,7 @@ int uow_recover(uow_env *env, uow_recover_report *report) {
   for (size_t s = 0; s < env->stores.len; s++) {
     uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, s);
     uow_status st = {0, ""};
-    if (is_sql_store(store) && in_transaction(store, read_decisions, &r, &st))
+    if (uow__store_is_sql(store) && uow__pooled_transaction(store, read_decisions, &r, &st))
       note_failure(&r, st.code,
                    "cannot read the decision records of store '%s' (did uow_env_create_schema "
                    "run?): %s",
@@ -438,8 +380,8 @@ void uow__coord_settle_doubts(uow_env *env) {
   r.quiet = true;
   for (size_t i = 0; i < taken.len; i++) {
     char *gid = UOW_VEC_AT(&taken, char *, i);
-    gid_parts parts;
-    uow_store *store = parse_gid(gid, &parts) ? uow__env_store(env, parts.participant) : NULL;
+    uow_gid_parts parts;
+    uow_store *store = uow__gid_parse(gid, &parts) ? uow__env_store(env, parts.participant) : NULL;
     uow_store_conn *conn = NULL;
     bool reused;
     uow_status st = {0, ""};
@@ -461,8 +403,8 @@ void uow__coord_settle_doubts(uow_env *env) {
 
 static void count_gid(void *ctx, const char *gid) {
   uow_store_status *s = ctx;
-  gid_parts parts;
-  if (parse_gid(gid, &parts) && strcmp(parts.participant, s->name) == 0)
+  uow_gid_parts parts;
+  if (uow__gid_parse(gid, &parts) && strcmp(parts.participant, s->name) == 0)
     s->in_doubt++;
 }
 
@@ -505,7 +447,7 @@ static void store_status(uow_store *store, uow_store_status *out) {
   } else {
     out->in_doubt = 0;
   }
-  if (out->reachable && is_sql_store(store)) {
+  if (out->reachable && uow__store_is_sql(store)) {
     out->decisions = count_rows(store, conn, "SELECT count(*) FROM uow_decision", out);
     out->outbox_pending =
         count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", out);

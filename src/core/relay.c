@@ -57,11 +57,6 @@ typedef struct relay {
   uow_store *store;
 } relay;
 
-static bool relays_from(const uow_store *store) {
-  unsigned need = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
-  return (store->ops->caps & need) == need && store->ops->query_int64;
-}
-
 /* Row locks with SKIP LOCKED: the stores that prepare transactions (PostgreSQL). */
 static bool locks_rows(const uow_store *store) {
   return (store->ops->caps & UOW_STORE_PREPARE) != 0;
@@ -180,32 +175,24 @@ static int deliver_and_mark(relay *r, uow_store_conn *conn, uow_status *st) {
 
 /* ---- one store ---- */
 
-/* Run `fn` in a transaction on `conn`; roll back when it fails. */
-static int transaction(relay *r, uow_store_conn *conn, unsigned flags,
-                       int (*fn)(relay *, uow_store_conn *, uow_status *), uow_status *st) {
-  const uow_store_ops *ops = r->store->ops;
-  int rc = ops->begin(conn, UOW_ISOLATION_READ_COMMITTED, flags, st);
-  if (!rc)
-    rc = fn(r, conn, st);
-  if (!rc)
-    return ops->commit(conn, st);
-  uow_status ignored = {0, ""};
-  ops->rollback(conn, &ignored);
-  return rc;
-}
-
-static int claim_locked(relay *r, uow_store_conn *conn, uow_status *st) {
+static int claim_locked(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  relay *r = ctx;
+  (void)store; /* the same as r->store */
   int rc = claim(r, conn, true, st);
   if (!rc && r->events.len)
     rc = deliver_and_mark(r, conn, st);
   return rc;
 }
 
-static int claim_unlocked(relay *r, uow_store_conn *conn, uow_status *st) {
+static int claim_unlocked(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  relay *r = ctx;
+  (void)store; /* the same as r->store */
   return claim(r, conn, false, st);
 }
 
-static int mark_only(relay *r, uow_store_conn *conn, uow_status *st) {
+static int mark_only(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  relay *r = ctx;
+  (void)store; /* the same as r->store */
   return deliver_and_mark(r, conn, st);
 }
 
@@ -223,36 +210,37 @@ static int see_lease(void *ctx, const uow_value *row) {
 }
 
 /* Take or renew the SQLite store's lease; UOW_ECONFLICT when another relay holds it. */
-static int take_lease(relay *r, uow_store_conn *conn, uow_status *st) {
+static int take_lease(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  relay *r = ctx;
   lease_check lc = {r, false};
   const uow_value name = uow_text("outbox");
-  int rc = r->store->ops->read(conn, &uow__lease_entity, NULL, &name, 1, 0, see_lease, &lc, st);
+  int rc = store->ops->read(conn, &uow__lease_entity, NULL, &name, 1, 0, see_lease, &lc, st);
   if (!rc && lc.other)
     return UOW_ECONFLICT;
   uow_value params[3] = {name, uow_text(r->holder), uow_int64(uow__now_ms() + r->o.lease_ms)};
   if (!rc)
-    rc = r->store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE name = ?", params, 1, NULL,
-                             st);
+    rc = store->ops->exec(conn, "DELETE FROM uow_relay_lease WHERE name = ?", params, 1, NULL, st);
   if (!rc)
-    rc = r->store->ops->exec(
-        conn, "INSERT INTO uow_relay_lease (name, holder, expires_at) VALUES (?, ?, ?)", params, 3,
-        NULL, st);
+    rc = store->ops->exec(conn,
+                          "INSERT INTO uow_relay_lease (name, holder, expires_at) VALUES (?, ?, ?)",
+                          params, 3, NULL, st);
   return rc;
 }
 
-static int purge_and_count(relay *r, uow_store_conn *conn, uow_status *st) {
+static int purge_and_count(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
+  relay *r = ctx;
   int rc = UOW_OK;
   if (r->o.retention_ms >= 0) {
     const uow_value before = uow_int64(uow__now_ms() - r->o.retention_ms);
     int64_t purged = 0;
-    rc = r->store->ops->exec(conn, "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
-                             &before, 1, &purged, st);
+    rc = store->ops->exec(conn, "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
+                          &before, 1, &purged, st);
     r->stats->purged += (uint64_t)purged;
   }
   int64_t backlog = 0;
   if (!rc)
-    rc = r->store->ops->query_int64(conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", NULL,
-                                    0, &backlog, st);
+    rc = store->ops->query_int64(conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", NULL, 0,
+                                 &backlog, st);
   if (!rc)
     r->stats->backlog = (r->stats->backlog < 0 ? 0 : r->stats->backlog) + backlog;
   return rc;
@@ -271,11 +259,11 @@ static int relay_batch(relay *r, uow_store_conn *conn, const uow_sink *sink, boo
   reset_batch(r);
   int rc;
   if (locks_rows(r->store)) {
-    rc = transaction(r, conn, 0, claim_locked, st);
+    rc = uow__store_transaction(r->store, conn, 0, claim_locked, r, st);
   } else {
-    rc = transaction(r, conn, 0, claim_unlocked, st);
+    rc = uow__store_transaction(r->store, conn, 0, claim_unlocked, r, st);
     if (!rc && r->events.len)
-      rc = transaction(r, conn, UOW_FOR_UPDATE, mark_only, st);
+      rc = uow__store_transaction(r->store, conn, UOW_FOR_UPDATE, mark_only, r, st);
   }
   *found = *found || r->events.len > 0;
   return rc;
@@ -290,7 +278,7 @@ static int relay_store(relay *r, uow_store *store, bool *found) {
   uow_status st = {0, ""};
   int rc = uow__pool_acquire(store, &conn, &reused, &st);
   if (!rc && !locks_rows(store)) {
-    rc = transaction(r, conn, UOW_FOR_UPDATE, take_lease, &st);
+    rc = uow__store_transaction(r->store, conn, UOW_FOR_UPDATE, take_lease, r, &st);
     if (rc == UOW_ECONFLICT) { /* another relay has this store */
       uow__pool_release(store, conn, true);
       return UOW_OK;
@@ -301,7 +289,7 @@ static int relay_store(relay *r, uow_store *store, bool *found) {
   if (!rc)
     rc = relay_batch(r, conn, r->user, found, &st);
   if (!rc)
-    rc = transaction(r, conn, 0, purge_and_count, &st);
+    rc = uow__store_transaction(r->store, conn, 0, purge_and_count, r, &st);
   uow__pool_release(store, conn, rc != UOW_EIO);
   if (rc)
     return uow__env_fail(r->env, rc == UOW_ENOMEM ? rc : UOW_EIO, "relay: store '%s': %s",
@@ -353,7 +341,7 @@ static int pass(relay *r, bool *found) {
   r->stats->backlog = -1;
   for (size_t i = 0; i < r->env->stores.len; i++) {
     uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
-    if (!relays_from(store) || (r->o.store && strcmp(r->o.store, store->name) != 0))
+    if (!uow__store_is_sql(store) || (r->o.store && strcmp(r->o.store, store->name) != 0))
       continue;
     int one = relay_store(r, store, found);
     rc = rc ? rc : one;
@@ -367,7 +355,7 @@ static int pass(relay *r, bool *found) {
 static void release_leases(relay *r) {
   for (size_t i = 0; i < r->env->stores.len; i++) {
     uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
-    if (!relays_from(store) || locks_rows(store) ||
+    if (!uow__store_is_sql(store) || locks_rows(store) ||
         (r->o.store && strcmp(r->o.store, store->name) != 0))
       continue;
     uow_store_conn *conn = NULL;
@@ -421,7 +409,7 @@ static void idle(relay *r, listener *l) {
     for (size_t i = 0; i < r->env->stores.len && !l->conn; i++) {
       uow_store *store = UOW_VEC_AT(&r->env->stores, uow_store *, i);
       uow_status st = {0, ""};
-      if (relays_from(store) && store->ops->wait_outbox &&
+      if (uow__store_is_sql(store) && store->ops->wait_outbox &&
           (!r->o.store || strcmp(r->o.store, store->name) == 0) &&
           store->ops->connect(store->driver, &l->conn, &st) == UOW_OK)
         l->store = store;
@@ -482,7 +470,7 @@ int uow_outbox_requeue(uow_env *env, const char *store_name, uint64_t *count) {
   uint64_t total = 0;
   for (size_t i = 0; i < env->stores.len; i++) {
     uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, i);
-    if (!relays_from(store) || (store_name && strcmp(store_name, store->name) != 0))
+    if (!uow__store_is_sql(store) || (store_name && strcmp(store_name, store->name) != 0))
       continue;
     uow_store_conn *conn = NULL;
     bool reused;

@@ -35,16 +35,6 @@ static bool parse_number(const char *s, size_t len, long max, long *out) {
   return true;
 }
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /**
  * Percent-decode `len` bytes into a new string (uow__free it). UOW_EINVAL for
  * a bad escape or one that decodes to NUL, UOW_ENOMEM.
@@ -59,8 +49,8 @@ static int percent_decode(const char *s, size_t len, char **out) {
       d[j++] = s[i];
       continue;
     }
-    int hi = i + 2 < len ? hex_digit(s[i + 1]) : -1;
-    int lo = i + 2 < len ? hex_digit(s[i + 2]) : -1;
+    int hi = i + 2 < len ? uow__hex_digit(s[i + 1]) : -1;
+    int lo = i + 2 < len ? uow__hex_digit(s[i + 2]) : -1;
     if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
       uow__free(d);
       return UOW_EINVAL;
@@ -87,7 +77,7 @@ static int parse_userinfo(uow_redis_url *url, const char *s, size_t len) {
 static bool host_chars_ok(const char *s, size_t len, bool ipv6) {
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    bool ok = ipv6 ? (hex_digit(c) >= 0 || c == ':' || c == '.')
+    bool ok = ipv6 ? (uow__hex_digit(c) >= 0 || c == ':' || c == '.')
                    : ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                       c == '.' || c == '-' || c == '_');
     if (!ok)

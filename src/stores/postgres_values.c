@@ -262,22 +262,12 @@ bool uow__pg_binary_known(Oid type) {
          type == OID_JSONB || type == OID_NUMERIC;
 }
 
-static int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* A text-format bytea ("\x0102ff", the default bytea_output) as its bytes. */
 static int bytea_text(const char *p, int len, uow_buf *out) {
   if (len < 2 || p[0] != '\\' || p[1] != 'x' || len % 2 != 0)
     return UOW_EINVAL;
   for (int i = 2; i < len; i += 2) {
-    int hi = hex_digit(p[i]), lo = hex_digit(p[i + 1]);
+    int hi = uow__hex_digit(p[i]), lo = uow__hex_digit(p[i + 1]);
     if (hi < 0 || lo < 0)
       return UOW_EINVAL;
     unsigned char byte = (unsigned char)(hi << 4 | lo);

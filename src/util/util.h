@@ -83,7 +83,8 @@ typedef struct uow_map {
 /* `eq(value, key)` says whether a stored value matches the searched key. */
 typedef bool (*uow_map_eq)(const void *value, const void *key);
 void *uow__map_get(const uow_map *map, uint64_t hash, uow_map_eq eq, const void *key);
-int uow__map_put(uow_map *map, uint64_t hash, void *value); /* 0 or UOW_ENOMEM; no duplicate check */
+int uow__map_put(uow_map *map, uint64_t hash,
+                 void *value); /* 0 or UOW_ENOMEM; no duplicate check */
 bool uow__map_remove(uow_map *map, uint64_t hash, const void *value);
 void uow__map_free(uow_map *map);
 uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed);
@@ -100,6 +101,8 @@ uint64_t uow__value_hash(const uow_value *value);
 /* A quoted, safe SQL identifier is produced by the stores; identifiers are
  * checked at mapping time to be [A-Za-z_][A-Za-z0-9_]*. */
 bool uow__identifier_ok(const char *name);
+/* The value of a hexadecimal digit (either case), or -1. */
+int uow__hex_digit(char c);
 
 /* ---- time (clock.c) ---- */
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME). */

@@ -88,3 +88,13 @@ bool uow__identifier_ok(const char *name) {
   }
   return true;
 }
+
+int uow__hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
