@@ -199,7 +199,9 @@ typedef struct uow_store_ops {
   /**
    * Run a query with `?` parameters that returns one row with one integer
    * column (e.g. SELECT count(*) ...) and store it in `*out`. Used by the
-   * core's status and recovery, outside or inside a transaction.
+   * core's status, recovery and relay, outside or inside a transaction.
+   * Required of a store with UOW_STORE_TRANSACTIONAL and UOW_STORE_SQL
+   * (uow_register_store refuses one without it).
    */
   int (*query_int64)(uow_store_conn *conn, const char *sql, const uow_value *params,
                      size_t nparams, int64_t *out, uow_status *st);
