@@ -46,16 +46,16 @@ extern "C" {
  * renumbered; new codes are added at the end.
  * @{
  */
-#define UOW_OK 0          /**< Success. */
-#define UOW_ENOTFOUND -1  /**< No entity with that key. */
+#define UOW_OK 0         /**< Success. */
+#define UOW_ENOTFOUND -1 /**< No entity with that key. */
 /** Stale version, serialization failure, deadlock or lock timeout: retry the unit. */
 #define UOW_ECONFLICT -2
 #define UOW_ECONSTRAINT -3 /**< Unique, foreign key, not-null or check constraint. */
 /** Out of order: commit twice, use after end, use of a failed unit. */
 #define UOW_EMISUSE -4
-#define UOW_EINVAL -5     /**< Bad argument, mapping or URL. */
-#define UOW_ENOMEM -6     /**< An allocation failed; nothing was written. */
-#define UOW_EIO -7        /**< Store unreachable, connection lost, I/O error. */
+#define UOW_EINVAL -5 /**< Bad argument, mapping or URL. */
+#define UOW_ENOMEM -6 /**< An allocation failed; nothing was written. */
+#define UOW_EIO -7    /**< Store unreachable, connection lost, I/O error. */
 /** The outcome of a commit is unknown to this process (the connection was lost
  * while COMMIT was in flight): check the store before running the unit again. */
 #define UOW_EINDOUBT -8
@@ -108,7 +108,7 @@ typedef struct uow_column {
   size_t offset;                       /**< offsetof() the member. */
   size_t size;                         /**< sizeof() the member, checked at mapping. */
   const struct uow_entity *references; /**< Referenced entity, or NULL. */
-  size_t parent_offset;                /**< offsetof() the parent pointer member, or UOW_NO_MEMBER. */
+  size_t parent_offset; /**< offsetof() the parent pointer member, or UOW_NO_MEMBER. */
 } uow_column;
 
 /** parent_offset of a reference that has no parent pointer member. */
@@ -123,8 +123,9 @@ typedef struct uow_entity {
   size_t ncolumns;           /**< Number of columns. */
 } uow_entity;
 
+/* clang-format off: it breaks lines after the stringizing '#' of these macros */
 /** Describe member `member` of struct `T` as a column of type `type` with `flags`. */
-#define UOW_COLUMN(T, member, type, flags) \
+#define UOW_COLUMN(T, member, type, flags)                                                         \
   { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), NULL, UOW_NO_MEMBER }
 
 /**
@@ -133,26 +134,38 @@ typedef struct uow_entity {
  * it points to an object tracked by the unit, the flush inserts that object
  * first and copies its (possibly generated) key into `member`.
  */
-#define UOW_REFERENCE(T, member, type, parent, target, flags)                               \
-  { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target), \
-    offsetof(T, parent) }
+#define UOW_REFERENCE(T, member, type, parent, target, flags)                                      \
+  {                                                                                                \
+#member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target),            \
+        offsetof(T, parent)                                                                        \
+  }
 
 /** A reference without a parent pointer member: it orders deletes and the schema only. */
-#define UOW_REFERENCE_KEY(T, member, type, target, flags) \
-  { #member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target), UOW_NO_MEMBER }
+#define UOW_REFERENCE_KEY(T, member, type, target, flags)                                          \
+  {                                                                                                \
+#member, (type), (flags), offsetof(T, member), sizeof(((T *)0)->member), &(target),            \
+        UOW_NO_MEMBER                                                                              \
+  }
 
 /** Describe struct `T` stored in `table` with the column array `columns`. */
-#define UOW_ENTITY(T, table, columns) \
+#define UOW_ENTITY(T, table, columns)                                                              \
   { #T, (table), sizeof(T), (columns), sizeof(columns) / sizeof((columns)[0]) }
+/* clang-format on */
 
-/** A parameter or key value for uow_find() and uow_exec(). Build with uow_int64() and friends. */
+/**
+ * A parameter or key value for uow_find() and uow_exec(). Build with uow_int64() and friends.
+ * Values are always bound, never put into the SQL text. Text is taken by its
+ * size, not up to a NUL. PostgreSQL refuses text that is not valid UTF-8 or
+ * that holds a NUL byte (UOW_EINVAL, nothing written); SQLite stores the bytes
+ * as given. No store takes a text or blob over 2 GiB (UOW_EINVAL).
+ */
 typedef struct uow_value {
   uow_type type; /**< Which member of `v` holds the value. */
   bool is_null;  /**< SQL NULL; `v` is ignored. */
   union {
-    int64_t i;   /**< UOW_INT64 */
-    double d;    /**< UOW_DOUBLE */
-    bool b;      /**< UOW_BOOL */
+    int64_t i; /**< UOW_INT64 */
+    double d;  /**< UOW_DOUBLE */
+    bool b;    /**< UOW_BOOL */
     struct {
       const void *data; /**< UOW_TEXT (not NUL-terminated necessarily) and UOW_BLOB */
       size_t size;      /**< Bytes. */
@@ -178,7 +191,8 @@ static inline uow_value uow_bool(bool b) {
   value.v.b = b;
   return value;
 }
-/** A text parameter (NUL-terminated; NULL is SQL NULL). Not copied: it must live until the call returns. */
+/** A text parameter (NUL-terminated; NULL is SQL NULL). Not copied: it must live until the call
+ * returns. */
 static inline uow_value uow_text(const char *s) {
   uow_value value = {UOW_TEXT, s == NULL, {0}};
   size_t n = 0;
@@ -213,9 +227,10 @@ typedef struct uow_unit uow_unit;
 
 /** Options for uow_env_open(). */
 typedef struct uow_env_options {
-  int version;          /**< UOW_ENV_OPTIONS_VERSION */
-  unsigned pool_size;   /**< Connections kept per store; 0 means 8. */
-  const char *outbox_store; /**< Store that holds the outbox of units that wrote nowhere; NULL: the first store added. */
+  int version;              /**< UOW_ENV_OPTIONS_VERSION */
+  unsigned pool_size;       /**< Connections kept per store; 0 means 8. */
+  const char *outbox_store; /**< Store that holds the outbox of units that wrote nowhere; NULL: the
+                               first store added. */
   /** Version 2: the PostgreSQL store that decides units writing only to
    * stores that can prepare (PostgreSQL); NULL: the first of them, in the
    * order they were added. A unit that writes to SQLite is always decided there. */
@@ -224,7 +239,8 @@ typedef struct uow_env_options {
 /** Current version of uow_env_options (1 is still accepted: no decider_store). */
 #define UOW_ENV_OPTIONS_VERSION 2
 /** Defaults for uow_env_options. */
-#define UOW_ENV_OPTIONS_INIT {UOW_ENV_OPTIONS_VERSION, 0, NULL, NULL}
+#define UOW_ENV_OPTIONS_INIT                                                                       \
+  { UOW_ENV_OPTIONS_VERSION, 0, NULL, NULL }
 
 /**
  * Create an environment.
@@ -244,7 +260,9 @@ UOW_API void uow_env_close(uow_env *env);
 /**
  * Open a store from a URL and name it.
  *
- * URLs: `sqlite:PATH` (a file, created 0600 when missing), `sqlite::memory:`;
+ * URLs: `sqlite:PATH` (a file; when missing it is created 0600 whatever the umask,
+ * and SQLite gives its -wal, -shm and -journal files the same mode; an existing
+ * file keeps its mode), `sqlite::memory:`;
  * SQLite query options `?busy_timeout=MS&journal_mode=wal|delete&synchronous=full|normal`.
  * `postgresql://...` (a libpq URI or conninfo). `redis://[[user]:password@]host:port/db`
  * or `redis+unix://[[user]:password@]/path?db=N`: a store that cannot join a
@@ -258,17 +276,22 @@ UOW_API void uow_env_close(uow_env *env);
  * @param name  the store's name, used by uow_env_map(), uow_exec() and messages; copied.
  * @param url   the URL; copied. Passwords in it never appear in messages.
  * @return 0; UOW_EINVAL (unknown scheme, bad URL, name taken); UOW_EIO
- *         (cannot connect; the message has the store's detail); UOW_ENOMEM.
+ *         (cannot connect; the message has the store's detail); UOW_ENOMEM;
+ *         UOW_EMISUSE (a unit is open on the environment: it could not reach
+ *         the new store).
  * Threads: set-up phase only.
  */
 UOW_API int uow_env_add_store(uow_env *env, const char *name, const char *url);
 
 /**
  * Map an entity to a store. The descriptor is checked: one primary key of type
- * UOW_INT64 or UOW_TEXT, member sizes matching their types, identifiers made of
- * letters, digits and underscores, UOW_VERSION on a UOW_INT64 column only.
+ * UOW_INT64 or UOW_TEXT, member sizes matching their types and within the
+ * struct, identifiers (table and columns) of 1 to 63 letters, digits and
+ * underscores not starting with a digit, UOW_VERSION on a UOW_INT64 column
+ * only, referenced entities mapped first. Nothing reaches a store before that.
  * @param entity static descriptor; it must outlive the environment.
- * @return 0; UOW_EINVAL (bad descriptor, unknown store, entity already mapped); UOW_ENOMEM.
+ * @return 0; UOW_EINVAL (bad descriptor, unknown store, entity already mapped); UOW_ENOMEM;
+ *         UOW_EMISUSE (a unit is open on the environment).
  * Threads: set-up phase only.
  */
 UOW_API int uow_env_map(uow_env *env, const uow_entity *entity, const char *store);
@@ -310,7 +333,8 @@ typedef struct uow_recover_report {
 /** Current version of uow_recover_report. */
 #define UOW_RECOVER_REPORT_VERSION 1
 /** Initialiser for uow_recover_report. */
-#define UOW_RECOVER_REPORT_INIT {UOW_RECOVER_REPORT_VERSION, 0, 0, 0, 0, 0, 0}
+#define UOW_RECOVER_REPORT_INIT                                                                    \
+  { UOW_RECOVER_REPORT_VERSION, 0, 0, 0, 0, 0, 0 }
 
 /**
  * Settle every unit left in doubt by a crash or an outage, in every store of
@@ -359,7 +383,8 @@ typedef struct uow_store_status {
  * @param cap    its size; may be 0 to learn the count.
  * @param count  receives the number of stores in the environment.
  * @return 0 (even when a store is unreachable: see `reachable` and `error`);
- *         UOW_EINVAL (NULL env or count, NULL out with cap > 0); UOW_ENOMEM.
+ *         UOW_EINVAL (NULL env or count, NULL out with cap > 0); UOW_ENOMEM
+ *         (the entries are filled as far as memory allowed; the message is on env).
  * Threads: any.
  */
 UOW_API int uow_env_status(uow_env *env, uow_store_status *out, size_t cap, size_t *count);
@@ -388,18 +413,20 @@ typedef enum uow_isolation {
 typedef struct uow_begin_options {
   int version;             /**< UOW_BEGIN_OPTIONS_VERSION */
   uow_isolation isolation; /**< Isolation level. */
-  unsigned flags;          /**< UOW_FOR_UPDATE: every read locks its rows (SQLite: BEGIN IMMEDIATE). */
+  unsigned flags; /**< UOW_FOR_UPDATE: every read locks its rows (SQLite: BEGIN IMMEDIATE). */
 } uow_begin_options;
 /** Current version of uow_begin_options. */
 #define UOW_BEGIN_OPTIONS_VERSION 1
 /** Defaults for uow_begin_options. */
-#define UOW_BEGIN_OPTIONS_INIT {UOW_BEGIN_OPTIONS_VERSION, UOW_ISOLATION_DEFAULT, 0}
+#define UOW_BEGIN_OPTIONS_INIT                                                                     \
+  { UOW_BEGIN_OPTIONS_VERSION, UOW_ISOLATION_DEFAULT, 0 }
 
 /**
  * Begin a unit of work. Store transactions start lazily, on the first access to
  * each store.
  * @param out  receives the unit; end it with uow_end().
- * @return 0; UOW_EINVAL; UOW_ENOMEM (message on the env).
+ * @return 0; UOW_EINVAL (NULL env or out, no store added, bad options: version
+ *         or isolation level); UOW_ENOMEM (message on the env).
  * Threads: any thread; the unit then belongs to one thread at a time.
  */
 UOW_API int uow_begin(uow_env *env, uow_unit **out);
@@ -445,6 +472,97 @@ UOW_API int uow_find_ex(uow_unit *unit, const uow_entity *entity, const char *wh
                         size_t *count);
 
 /**
+ * One read of uow_fetch(): a get by key (`key` not NULL), or a find (`key`
+ * NULL). Build it with uow_fetch_get() or uow_fetch_find(): a field added
+ * later is then zero, which keeps the meaning it had. The inputs, the
+ * pointers to them included, are the caller's and must live until
+ * uow_fetch() returns; nothing is kept.
+ */
+typedef struct uow_fetch_item {
+  const uow_entity *entity; /**< What to read; mapped. */
+  /** A get: points to a value of the primary key's C type, as for uow_get(). NULL: a find. */
+  const void *key;
+  const char *where;       /**< A find: as for uow_find(); NULL or "" for every row. A get: NULL. */
+  const uow_value *params; /**< A find: `nparams` values. A get: NULL. */
+  size_t nparams;          /**< A find: their count. A get: 0. */
+  unsigned flags;          /**< UOW_FOR_UPDATE, as for uow_get_ex() and uow_find_ex(). */
+  void **object;           /**< A get: receives the object, or NULL when there is none. */
+  void ***rows;            /**< A find: receives the row array, as for uow_find(). */
+  size_t *count;           /**< A find: receives the number of rows. */
+  /** Set by uow_fetch(): 0, or UOW_ENOTFOUND for a get that found nothing (see uow_fetch()). */
+  int rc;
+} uow_fetch_item;
+
+/** A get for uow_fetch(): what uow_get_ex(unit, entity, key, flags, out) reads. */
+static inline uow_fetch_item uow_fetch_get(const uow_entity *entity, const void *key,
+                                           unsigned flags, void **out) {
+  uow_fetch_item item = {entity, key, NULL, NULL, 0, flags, out, NULL, NULL, 0};
+  return item;
+}
+
+/** A find for uow_fetch(): what uow_find_ex(unit, entity, where, params, nparams, flags,
+ * rows, count) reads. */
+static inline uow_fetch_item uow_fetch_find(const uow_entity *entity, const char *where,
+                                            const uow_value *params, size_t nparams, unsigned flags,
+                                            void ***rows, size_t *count) {
+  uow_fetch_item item = {entity, NULL, where, params, nparams, flags, NULL, rows, count, 0};
+  return item;
+}
+
+/**
+ * Run several reads with one round trip per store: the items that read the
+ * same store are sent together. PostgreSQL gets them in one pipeline, where
+ * the statements run in order, so a UOW_FOR_UPDATE item holds its lock before
+ * the next item runs. SQLite runs them one after another (there is no round
+ * trip to save). A store without batched reads (Redis, a store of store ABI 2)
+ * is read once per item.
+ *
+ * The result is that of calling uow_get_ex() and uow_find_ex() for the items
+ * in order: the same objects, identity map, locks, codes and messages. So a
+ * get of an object the unit holds (or deleted) is answered without a read,
+ * and then takes no new lock, even with UOW_FOR_UPDATE: lock on the first
+ * read. Two gets of one key in one call read it once. What differs:
+ *  - When any item is a find, pending changes are flushed first, once, before
+ *    any item runs (uow_find() flushes too), so the gets see them as well: a
+ *    get of the key of a new object finds it, where uow_get() alone does not.
+ *  - A get of a key that a find earlier in the same call returns is read from
+ *    the store too (and locked, when asked): which rows a find returns is not
+ *    known before its reply. It still gets the unit's one object.
+ *
+ * @param unit   the unit.
+ * @param items  `n` items. Their outputs are cleared first, then set: each
+ *               get's object, each find's rows and count, and every `rc`.
+ *               Objects and row arrays belong to the unit and stay valid
+ *               until uow_end(); rows for objects already in the unit give
+ *               the unit's object, unchanged.
+ * @param n      how many items; at least 1.
+ * @return 0 when every item succeeded.
+ *         UOW_ENOTFOUND when every item ran but a get found no row (or an
+ *         object deleted in this unit): that item's `rc` is UOW_ENOTFOUND and
+ *         its object NULL, every other item is filled, the message names the
+ *         first such item, and the unit goes on, as after uow_get().
+ *         UOW_EINVAL for a bad argument, before anything is read or flushed,
+ *         the unit staying active: NULL items, `n` 0, an entity not mapped,
+ *         a get whose key value is NULL (a text key pointing to NULL), a
+ *         NULL output, a get with a where clause or parameters, NULL params
+ *         with `nparams`, a where clause for a store that cannot run queries.
+ *         The message names the item: "fetch item 1 (find enrollment): ...".
+ *         A failure from a store (UOW_EINVAL for a where clause the store
+ *         refuses or a wrong number of parameters; UOW_EIO; UOW_ECONFLICT for
+ *         a lock that cannot be taken) or from the flush fails the unit, as
+ *         for uow_find(): it then accepts only uow_rollback(), uow_rollback_to()
+ *         and uow_end(). The built-in SQL stores check every item's statement
+ *         and parameter count before they run any, so such a bad item reads
+ *         nothing. UOW_ENOMEM; UOW_EMISUSE (the unit is not active).
+ *         On a failure other than UOW_ENOTFOUND every output is NULL or 0,
+ *         and the item the message names, if it names one, has the code as
+ *         its `rc`. Objects that items before the failing one read stay
+ *         tracked by the unit.
+ * Threads: the unit's thread (a unit belongs to one thread at a time).
+ */
+UOW_API int uow_fetch(uow_unit *unit, uow_fetch_item *items, size_t n);
+
+/**
  * Create a new object, zeroed and tracked as new; it is inserted at flush.
  * @param out  receives the object, owned by the unit until uow_end().
  * @return 0; UOW_EINVAL (entity not mapped); UOW_ENOMEM; UOW_EMISUSE.
@@ -469,7 +587,9 @@ UOW_API char *uow_strdup(uow_unit *unit, const char *s);
 
 /**
  * Copy bytes into memory owned by the unit, for UOW_BLOB members.
- * @return a blob whose data lives until uow_end(); data NULL when memory is short.
+ * @return a blob whose data lives until uow_end(); data NULL when memory is short,
+ *         when `data` is NULL with `size` > 0, or when `size` is over 2 GiB (a
+ *         negative count converted): uow_errmsg() says which.
  */
 UOW_API uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size);
 
@@ -485,17 +605,20 @@ UOW_API int uow_flush(uow_unit *unit);
 /**
  * Run a statement in the unit's transaction on a named store (the escape
  * hatch). Pending changes are flushed first. Objects already loaded are not
- * refreshed.
+ * refreshed. One statement per call. A statement that ends the transaction
+ * (COMMIT, ROLLBACK, END; PREPARE TRANSACTION on PostgreSQL) is refused with
+ * UOW_EMISUSE once it ran: what it committed stays committed, and the unit
+ * must be rolled back.
  * @param affected  receives the number of rows changed; may be NULL.
- * @return 0; UOW_EINVAL (unknown store, bad SQL); UOW_ECONSTRAINT; UOW_ECONFLICT;
- *         UOW_EIO; UOW_ENOMEM; UOW_EMISUSE.
+ * @return 0; UOW_EINVAL (unknown store, bad SQL, a second statement);
+ *         UOW_ECONSTRAINT; UOW_ECONFLICT; UOW_EIO; UOW_ENOMEM; UOW_EMISUSE.
  */
 UOW_API int uow_exec(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
                      size_t nparams);
 
 /** uow_exec() that also reports the number of rows the statement changed. */
-UOW_API int uow_exec_ex(uow_unit *unit, const char *store, const char *sql,
-                        const uow_value *params, size_t nparams, int64_t *affected);
+UOW_API int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
+                        size_t nparams, int64_t *affected);
 
 /**
  * Record an event. It is written to the outbox in the unit's own transaction
@@ -503,7 +626,8 @@ UOW_API int uow_exec_ex(uow_unit *unit, const char *store, const char *sql,
  * @param topic    e.g. "enrollment.created"; copied.
  * @param key      events with the same key are delivered in commit order; may be NULL; copied.
  * @param payload  `len` bytes, copied.
- * @return 0; UOW_EINVAL (NULL or empty topic); UOW_ENOMEM; UOW_EMISUSE.
+ * @return 0; UOW_EINVAL (NULL or empty topic, NULL payload with `len` > 0, `len`
+ *         over 2 GiB); UOW_ENOMEM; UOW_EMISUSE.
  */
 UOW_API int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *payload,
                      size_t len);
@@ -541,6 +665,7 @@ UOW_API int uow_rollback_to(uow_unit *unit);
 /**
  * Flush, write the outbox and commit every store the unit touched, atomically.
  * Then the on-commit hooks run. After success the unit accepts only uow_end().
+ * Savepoints still open are released: their work commits with the rest.
  * On failure nothing was written (except UOW_EINDOUBT) and the unit accepts only
  * uow_rollback() and uow_end().
  * A unit that wrote to more than one store commits with two-phase commit (see
@@ -548,7 +673,9 @@ UOW_API int uow_rollback_to(uow_unit *unit);
  * that cannot prepare (SQLite); a unit that would write to a second one, or to
  * a PostgreSQL server with max_prepared_transactions = 0 beside another store,
  * is refused with UOW_EMISUSE before that write is sent.
- * UOW_EINDOUBT: the decider's commit was cut off; uow_recover() settles the
+ * UOW_EINDOUBT: the decider's commit was cut off (a PostgreSQL connection lost
+ * in flight, or in SQLite's WAL mode a failed sync of the log, whose commit
+ * record a crash would leave to WAL recovery); uow_recover() settles the
  * unit later (all or nothing).
  * @return 0; UOW_ECONFLICT; UOW_ECONSTRAINT; UOW_EIO; UOW_ENOMEM;
  *         UOW_EINDOUBT (outcome unknown to this process); UOW_EMISUSE;
@@ -563,7 +690,8 @@ UOW_API int uow_commit(uow_unit *unit);
  */
 UOW_API int uow_rollback(uow_unit *unit);
 
-/** Roll back if not committed, return connections and free everything the unit owns. Accepts NULL. */
+/** Roll back if not committed, return connections and free everything the unit owns. Accepts NULL.
+ */
 UOW_API void uow_end(uow_unit *unit);
 
 /** The message of the unit's last failure, valid until its next call. Never NULL. */
@@ -582,16 +710,17 @@ typedef int (*uow_run_fn)(uow_unit *unit, void *arg);
 
 /** Options for uow_run(). */
 typedef struct uow_run_options {
-  int version;                /**< UOW_RUN_OPTIONS_VERSION */
-  unsigned max_attempts;      /**< Attempts for UOW_ECONFLICT; 0 means 10. */
-  unsigned backoff_ms;        /**< First backoff; 0 means 2 ms. Doubles, with jitter. */
-  unsigned max_backoff_ms;    /**< Backoff cap; 0 means 250 ms. */
-  uow_begin_options begin;    /**< Options for each attempt's unit. */
+  int version;             /**< UOW_RUN_OPTIONS_VERSION */
+  unsigned max_attempts;   /**< Attempts for UOW_ECONFLICT; 0 means 10. */
+  unsigned backoff_ms;     /**< First backoff; 0 means 2 ms. Doubles, with jitter. */
+  unsigned max_backoff_ms; /**< Backoff cap; 0 means 250 ms. */
+  uow_begin_options begin; /**< Options for each attempt's unit. */
 } uow_run_options;
 /** Current version of uow_run_options. */
 #define UOW_RUN_OPTIONS_VERSION 1
 /** Defaults for uow_run_options. */
-#define UOW_RUN_OPTIONS_INIT {UOW_RUN_OPTIONS_VERSION, 0, 0, 0, UOW_BEGIN_OPTIONS_INIT}
+#define UOW_RUN_OPTIONS_INIT                                                                       \
+  { UOW_RUN_OPTIONS_VERSION, 0, 0, 0, UOW_BEGIN_OPTIONS_INIT }
 
 /**
  * Begin a unit, call `fn(unit, arg)`, commit. A non-zero return from `fn` rolls
@@ -613,17 +742,17 @@ UOW_API int uow_run(uow_env *env, uow_run_fn fn, void *arg, const uow_run_option
 
 /** One outbox event handed to a sink. Every pointer is valid during the call only. */
 typedef struct uow_delivery {
-  const char *event_id;  /**< "<store>:<outbox id>": unique, the same on every retry. */
-  const char *store;     /**< The store whose outbox holds the event. */
-  int64_t id;            /**< The outbox row id in that store. */
-  const char *unit_id;   /**< The unit that emitted it. */
-  int64_t seq;           /**< Its position among the unit's events (1, 2, ...). */
-  const char *topic;     /**< The topic given to uow_emit(). */
-  const char *key;       /**< The key given to uow_emit(), or NULL. */
-  const void *payload;   /**< The payload bytes (may be NULL when payload_len is 0). */
-  size_t payload_len;    /**< Their count. */
-  int64_t created_at;    /**< When the unit committed it, ms since the epoch. */
-  int64_t attempt;       /**< 1 on the first delivery, then 2, 3, ... */
+  const char *event_id; /**< "<store>:<outbox id>": unique, the same on every retry. */
+  const char *store;    /**< The store whose outbox holds the event. */
+  int64_t id;           /**< The outbox row id in that store. */
+  const char *unit_id;  /**< The unit that emitted it. */
+  int64_t seq;          /**< Its position among the unit's events (1, 2, ...). */
+  const char *topic;    /**< The topic given to uow_emit(). */
+  const char *key;      /**< The key given to uow_emit(), or NULL. */
+  const void *payload;  /**< The payload bytes (may be NULL when payload_len is 0). */
+  size_t payload_len;   /**< Their count. */
+  int64_t created_at;   /**< When the unit committed it, ms since the epoch. */
+  int64_t attempt;      /**< 1 on the first delivery, then 2, 3, ... */
 } uow_delivery;
 
 /**
@@ -631,7 +760,7 @@ typedef struct uow_delivery {
  * HTTP, ...), or get one from uow_sink_redis_stream() or uow_sink_command().
  */
 typedef struct uow_sink {
-  int version; /**< UOW_SINK_VERSION */
+  int version;      /**< UOW_SINK_VERSION */
   const char *name; /**< For messages, e.g. "redis-stream". */
   /**
    * Deliver `n` events, in order. Return 0 when every one was taken.
@@ -678,7 +807,9 @@ UOW_API int uow_sink_redis_stream(const char *url, const char *stream, uow_sink 
  * event without a key. The batch counts as delivered when the command exits
  * with status 0. There is no time limit: a command that neither reads nor
  * exits holds the relay. A process that sets SIGCHLD to SIG_IGN cannot learn
- * the exit status, so every batch fails with UOW_EIO.
+ * the exit status, so every batch fails with UOW_EIO. Messages name the
+ * command by its first word after any leading `NAME=value` assignments, which
+ * are never quoted (they often carry credentials).
  * @param command  the shell command; copied.
  * @param out      receives the sink; release it with uow_sink_close().
  * @return 0; UOW_EINVAL (NULL or empty command); UOW_ENOMEM.
@@ -691,20 +822,23 @@ UOW_API void uow_sink_close(uow_sink *sink);
 
 /** Options of a relay. Zero fields take the defaults in brackets. */
 typedef struct uow_relay_options {
-  int version;            /**< UOW_RELAY_OPTIONS_VERSION */
-  const char *store;      /**< The store whose outbox to relay; NULL: every SQL store. */
-  unsigned batch;         /**< Events claimed and delivered at once [100]. */
-  unsigned max_attempts;  /**< Failed deliveries before an event is dead [10]. */
-  int64_t backoff_ms;     /**< Delay before the first retry, doubled each time, with jitter [500]. */
+  int version;           /**< UOW_RELAY_OPTIONS_VERSION */
+  const char *store;     /**< The store whose outbox to relay; NULL: every SQL store. */
+  unsigned batch;        /**< Events claimed and delivered at once [100]. */
+  unsigned max_attempts; /**< Failed deliveries before an event is dead [10]. */
+  int64_t backoff_ms;    /**< Delay before the first retry, doubled each time, with jitter [500]. */
   int64_t backoff_max_ms; /**< Longest delay between retries [60000]. */
-  int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days]; < 0: never. */
+  int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days]; < 0:
+                             never. */
   int64_t lease_ms;       /**< SQLite: how long one relay's lease lasts without renewal [30000]. */
-  int64_t poll_ms;        /**< uow_relay_run(): longest wait when nothing is pending [200]; on PostgreSQL a commit with events wakes it at once. */
+  int64_t poll_ms; /**< uow_relay_run(): longest wait when nothing is pending [200]; on PostgreSQL a
+                      commit with events wakes it at once. */
 } uow_relay_options;
 /** Current version of uow_relay_options. */
 #define UOW_RELAY_OPTIONS_VERSION 1
 /** Defaults for uow_relay_options. */
-#define UOW_RELAY_OPTIONS_INIT {UOW_RELAY_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0}
+#define UOW_RELAY_OPTIONS_INIT                                                                     \
+  { UOW_RELAY_OPTIONS_VERSION, NULL, 0, 0, 0, 0, 0, 0, 0 }
 
 /** What a relay did; counts add up over the calls that get the same struct. */
 typedef struct uow_relay_stats {
@@ -712,8 +846,8 @@ typedef struct uow_relay_stats {
   uint64_t retried;   /**< Failed deliveries scheduled for a retry. */
   uint64_t dead;      /**< Events set aside after max_attempts failures. */
   uint64_t purged;    /**< Delivered events deleted after the retention period. */
-  int64_t backlog;    /**< Events pending (not delivered, not dead) after the last pass; -1 unknown. */
-  uint64_t passes;    /**< Passes made. */
+  int64_t backlog; /**< Events pending (not delivered, not dead) after the last pass; -1 unknown. */
+  uint64_t passes; /**< Passes made. */
 } uow_relay_stats;
 
 /**
@@ -770,7 +904,7 @@ UOW_API int uow_relay_run(uow_env *env, const uow_sink *sink, const uow_relay_op
  * Make dead events pending again (attempts reset), in `store` or, when NULL,
  * in every SQL store.
  * @param count  receives the number of events revived; may be NULL.
- * @return 0; UOW_EINVAL (unknown store); UOW_EIO.
+ * @return 0; UOW_EINVAL (unknown store); UOW_EIO; UOW_ENOMEM.
  * Threads: any.
  */
 UOW_API int uow_outbox_requeue(uow_env *env, const char *store, uint64_t *count);

@@ -104,7 +104,6 @@ static const uow_column outbox_event_columns[] = {
 static const uow_entity outbox_event_entity =
     UOW_ENTITY(outbox_event, "uow_outbox", outbox_event_columns);
 
-
 static int open_env(const char *url, uow_env **env) {
   int rc = uow_env_open(NULL, env);
   if (rc == UOW_OK && (rc = uow_env_add_store(*env, "main", url)) == UOW_OK &&
@@ -114,16 +113,6 @@ static int open_env(const char *url, uow_env **env) {
     rc = uow_env_map(*env, &outbox_event_entity, "main");
   if (rc)
     fprintf(stderr, "enrollment: %s\n", *env ? uow_env_errmsg(*env) : uow_strerror(rc));
-  return rc;
-}
-
-static int is_enrolled(uow_unit *unit, const course *c, const char *learner, bool *yes) {
-  uow_value params[] = {uow_int64(c->id), uow_text(learner)};
-  void **rows;
-  size_t n;
-  int rc = uow_find(unit, &enrollment_entity, "course_id = ? AND learner = ?", params, 2, &rows,
-                    &n);
-  *yes = n > 0;
   return rc;
 }
 
@@ -146,12 +135,21 @@ typedef struct enroll_request {
 /* The business operation: one unit of work (run by uow_run, which retries conflicts). */
 static int enroll(uow_unit *unit, void *arg) {
   const enroll_request *req = arg;
+  /* Two reads in one round trip: the course, locked against other
+   * enrollments until the commit, and this learner's enrollment in it. */
   course *c;
-  int rc = uow_get_ex(unit, &course_entity, &req->course_id, UOW_FOR_UPDATE, (void **)&c);
+  void **rows;
+  size_t enrolled;
+  uow_value params[] = {uow_int64(req->course_id), uow_text(req->learner)};
+  uow_fetch_item reads[] = {
+      uow_fetch_get(&course_entity, &req->course_id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ? AND learner = ?", params, 2, 0, &rows,
+                     &enrolled),
+  };
+  int rc = uow_fetch(unit, reads, 2);
   if (rc == UOW_ENOTFOUND)
     return NO_SUCH_COURSE;
-  bool enrolled;
-  if (rc || (rc = is_enrolled(unit, c, req->learner, &enrolled)))
+  if (rc)
     return rc;
   if (enrolled)
     return ALREADY_ENROLLED;

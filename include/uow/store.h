@@ -55,6 +55,17 @@ typedef struct uow_store_conn uow_store_conn;
  * UOW_E* code to stop (the store returns it). */
 typedef int (*uow_row_fn)(void *ctx, const uow_value *row);
 
+/** One read of `read_many`: the arguments of `read`, and where its rows go. */
+typedef struct uow_read {
+  const uow_entity *entity; /**< Which table. */
+  const char *where;        /**< As for `read`: NULL with one parameter reads by key. */
+  const uow_value *params;  /**< `nparams` values. */
+  size_t nparams;           /**< Their count. */
+  unsigned flags;           /**< UOW_FOR_UPDATE. */
+  uow_row_fn fn;            /**< Called once per row of this read. */
+  void *ctx;                /**< Passed to `fn`. */
+} uow_read;
+
 /** Kinds of write. */
 typedef enum uow_write_kind {
   UOW_WRITE_INSERT = 1, /**< INSERT one row. */
@@ -72,17 +83,17 @@ typedef struct uow_write {
    * store must assign; UPDATE: the changed columns). Writes with equal (kind,
    * entity, columns) have the same statement, so stores cache by it. */
   uint64_t columns;
-  uow_value key;       /**< UPDATE and DELETE: the primary key. */
-  bool check_version;  /**< UPDATE and DELETE: add "AND version = expected". */
-  int64_t expected;    /**< The version the row must have. */
-  int64_t generated;   /**< Output, INSERT of a generated key: the key assigned. */
-  int64_t affected;    /**< Output: rows matched. */
+  uow_value key;      /**< UPDATE and DELETE: the primary key. */
+  bool check_version; /**< UPDATE and DELETE: add "AND version = expected". */
+  int64_t expected;   /**< The version the row must have. */
+  int64_t generated;  /**< Output, INSERT of a generated key: the key assigned. */
+  int64_t affected;   /**< Output: rows matched. */
 } uow_write;
 
 /** Per-store settings the core passes at open. */
 typedef struct uow_store_config {
-  int version;            /**< 1 */
-  const char *name;       /**< The store's name, for messages. */
+  int version;      /**< 1 */
+  const char *name; /**< The store's name, for messages. */
 } uow_store_config;
 
 /** One field of an intent: a column's name and its value as text (integers in
@@ -102,12 +113,12 @@ typedef struct uow_intent_field {
  * delete leaves a tombstone with its version for that reason.
  */
 typedef struct uow_intent {
-  const char *table;               /**< The entity's table. */
-  const char *key;                 /**< The primary key as text. */
-  int64_t version;                 /**< The object's version after the unit (1 for a new one). */
-  bool del;                        /**< true: delete; false: put every field. */
-  const uow_intent_field *fields;  /**< put: one per column, the key's column included. */
-  size_t nfields;                  /**< Their count. */
+  const char *table;              /**< The entity's table. */
+  const char *key;                /**< The primary key as text. */
+  int64_t version;                /**< The object's version after the unit (1 for a new one). */
+  bool del;                       /**< true: delete; false: put every field. */
+  const uow_intent_field *fields; /**< put: one per column, the key's column included. */
+  size_t nfields;                 /**< Their count. */
 } uow_intent;
 
 /** A prepared transaction listed by `list_prepared`. */
@@ -203,8 +214,8 @@ typedef struct uow_store_ops {
    * Required of a store with UOW_STORE_TRANSACTIONAL and UOW_STORE_SQL
    * (uow_register_store refuses one without it).
    */
-  int (*query_int64)(uow_store_conn *conn, const char *sql, const uow_value *params,
-                     size_t nparams, int64_t *out, uow_status *st);
+  int (*query_int64)(uow_store_conn *conn, const char *sql, const uow_value *params, size_t nparams,
+                     int64_t *out, uow_status *st);
   /**
    * UOW_STORE_INTENTS: apply `n` intents in order, each version-guarded (see
    * uow_intent), in as few round trips as the store allows. `*applied` gets
@@ -222,16 +233,35 @@ typedef struct uow_store_ops {
    * uow_outbox, the NOTIFY in the commit's own pipeline). NULL: relays poll.
    */
   int (*wait_outbox)(uow_store_conn *conn, int timeout_ms, bool *signalled, uow_status *st);
+
+  /* ---- ABI 3 ---- */
+
+  /**
+   * Run `n` reads in order, as one batch where the store can (PostgreSQL: one
+   * pipeline, one round trip), each read as `read` would run it: a read runs
+   * after the ones before it, so it sees their locks (a FOR UPDATE of read 0
+   * holds before read 1 runs). Rows go to each read's own `fn`, read by read.
+   * Check every read the store can check without running it (its statement,
+   * its parameter count) before running any, so that a bad one fails the call
+   * with nothing read. Stops at the first failure; `*failed` gets the index of
+   * the read it concerns, or `n` on success and for a failure of none of them
+   * (a connection lost). NULL: the core calls `read` once per read (uow_fetch).
+   * The core looks at this field only when `abi` is 3 or more.
+   */
+  int (*read_many)(uow_store_conn *conn, const uow_read *reads, size_t n, size_t *failed,
+                   uow_status *st);
 } uow_store_ops;
 
-/** The version of uow_store_ops this header describes (2: prepare_ready, query_int64, apply, wait_outbox). */
-#define UOW_STORE_ABI 2
+/** The version of uow_store_ops this header describes (2: prepare_ready,
+ * query_int64, apply, wait_outbox; 3: read_many). uow_register_store() takes
+ * 2 and 3; a store of ABI 2 has no read_many, and its table ends before it. */
+#define UOW_STORE_ABI 3
 
 /**
  * Make a store available to every environment opened afterwards. The built-in
  * stores are registered already. `ops` must stay valid for the life of the
  * process.
- * @return 0; UOW_EINVAL (wrong abi, scheme taken); UOW_ENOMEM.
+ * @return 0; UOW_EINVAL (abi other than 2 or 3, scheme taken); UOW_ENOMEM.
  * Threads: call before opening environments.
  */
 UOW_API int uow_register_store(const uow_store_ops *ops);

@@ -22,8 +22,9 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int uow_register_store(const uow_store_ops *ops) {
   unsigned sql = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL;
-  if (!ops || ops->abi != UOW_STORE_ABI || !ops->scheme || !ops->open || !ops->connect ||
-      ((ops->caps & sql) == sql && !ops->query_int64))
+  /* ABI 2 stores still register: their table simply ends before read_many. */
+  if (!ops || ops->abi < 2 || ops->abi > UOW_STORE_ABI || !ops->scheme || !ops->open ||
+      !ops->connect || ((ops->caps & sql) == sql && !ops->query_int64))
     return UOW_EINVAL;
   int rc = UOW_ENOMEM;
   pthread_mutex_lock(&registry_lock);
@@ -137,6 +138,7 @@ void uow_env_close(uow_env *env) {
     uow__free(UOW_VEC_AT(&env->mappings, uow_mapping *, i));
   while (env->free_units) {
     uow_unit *next = env->free_units->next_free;
+    uow__unit_memory_free(env->free_units);
     uow__free(env->free_units);
     env->free_units = next;
   }
@@ -158,9 +160,24 @@ uow_store *uow__env_store(const uow_env *env, const char *name) {
   return NULL;
 }
 
+/* Stores and mappings are set up before units run: a unit sizes its table of
+ * stores at uow_begin, and the lists change without a lock. */
+static int setup_phase(uow_env *env, const char *what, const char *name) {
+  size_t open = __atomic_load_n(&env->open_units, __ATOMIC_ACQUIRE);
+  if (!open)
+    return UOW_OK;
+  return uow__env_fail(env, UOW_EMISUSE,
+                       "%s %s: %zu unit%s open on this environment; add stores and map "
+                       "entities before units begin",
+                       what, name ? name : "(null)", open, open == 1 ? " is" : "s are");
+}
+
 int uow_env_add_store(uow_env *env, const char *name, const char *url) {
   if (!env)
     return UOW_EINVAL;
+  int rc = setup_phase(env, "add store", name);
+  if (rc)
+    return rc;
   if (!name || !uow__identifier_ok(name) || strlen(name) >= UOW__STORE_NAME_MAX)
     return uow__env_fail(env, UOW_EINVAL,
                          "add store: the name must be 1 to %d letters, digits and underscores",
@@ -188,7 +205,7 @@ int uow_env_add_store(uow_env *env, const char *name, const char *url) {
   store->ops = ops;
   store->name = uow__strdup(name);
   store->url = uow__strdup(shown);
-  int rc = UOW_ENOMEM;
+  rc = UOW_ENOMEM;
   uow_status st = {0, ""};
   if (!store->name || !store->url)
     goto fail;
@@ -204,8 +221,10 @@ int uow_env_add_store(uow_env *env, const char *name, const char *url) {
     store->max = limit;
   store->idle = uow__calloc(store->max, sizeof(*store->idle));
   uow_store **slot = store->idle ? uow__vec_push(&env->stores, sizeof(*slot)) : NULL;
-  if (!slot)
+  if (!slot) {
+    rc = UOW_ENOMEM; /* rc still holds open's 0 */
     goto fail;
+  }
   store->index = env->stores.len - 1;
   *slot = store;
   return UOW_OK;
@@ -221,7 +240,7 @@ static bool mapping_eq(const void *value, const void *key) {
 }
 
 static uint64_t entity_hash(const uow_entity *entity) {
-  return uow__hash_bytes(&entity, sizeof(entity), 0x65);
+  return uow__hash_u64((uint64_t)(uintptr_t)entity, 0x65);
 }
 
 const uow_mapping *uow__env_mapping(const uow_env *env, const uow_entity *entity) {
@@ -262,7 +281,7 @@ static int check_entity(uow_env *env, const uow_entity *e, size_t *key, size_t *
                            "map %s: column %zu: name must be letters, digits and underscores", name,
                            i);
     if (c->type < UOW_INT64 || c->type > UOW_BOOL || member_size(c->type) != c->size ||
-        c->offset + c->size > e->size)
+        c->offset > e->size || c->size > e->size - c->offset)
       return uow__env_fail(env, UOW_EINVAL,
                            "map %s: column %s: the member's size does not match its type", name,
                            c->name);
@@ -290,11 +309,16 @@ static int check_entity(uow_env *env, const uow_entity *e, size_t *key, size_t *
       *version = i;
     }
     if (c->references) {
+      /* Only a mapped entity's columns have been checked and can be read. */
+      if (c->references != e && !uow__env_mapping(env, c->references))
+        return uow__env_fail(env, UOW_EINVAL, "map %s: map the referenced entity %s first", name,
+                             c->references->name ? c->references->name : "?");
       const uow_column *target = &c->references->columns[uow__entity_key_index(c->references)];
       if (target->type != c->type)
         return uow__env_fail(env, UOW_EINVAL, "map %s: column %s: its type differs from %s's key",
                              name, c->name, c->references->name);
-      if (c->parent_offset != UOW_NO_MEMBER && c->parent_offset + sizeof(void *) > e->size)
+      if (c->parent_offset != UOW_NO_MEMBER &&
+          (c->parent_offset > e->size || e->size - c->parent_offset < sizeof(void *)))
         return uow__env_fail(env, UOW_EINVAL, "map %s: column %s: bad parent member", name,
                              c->name);
     }
@@ -309,6 +333,11 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
     return UOW_EINVAL;
   if (!entity)
     return uow__env_fail(env, UOW_EINVAL, "map: no entity");
+  if (!entity->name || !*entity->name)
+    return uow__env_fail(env, UOW_EINVAL, "map: the entity has no name (build it with UOW_ENTITY)");
+  int rc = setup_phase(env, "map", entity->name);
+  if (rc)
+    return rc;
   uow_store *store = uow__env_store(env, store_name);
   if (!store)
     return uow__env_fail(env, UOW_EINVAL, "map %s: no store named '%s'", entity->name,
@@ -316,7 +345,7 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   if (uow__env_mapping(env, entity))
     return uow__env_fail(env, UOW_EINVAL, "map %s: already mapped", entity->name);
   size_t key = SIZE_MAX, version = SIZE_MAX;
-  int rc = check_entity(env, entity, &key, &version);
+  rc = check_entity(env, entity, &key, &version);
   if (rc)
     return rc;
   if ((store->ops->caps & UOW_STORE_INTENTS) && version == SIZE_MAX)
@@ -351,6 +380,9 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   map->version = version;
   map->depth = depth;
   map->header = (sizeof(uow_record) + 15) & ~(size_t)15;
+  for (size_t i = 0; i < entity->ncolumns; i++)
+    map->parents |=
+        entity->columns[i].references && entity->columns[i].parent_offset != UOW_NO_MEMBER;
   if (uow__map_put(&env->by_entity, entity_hash(entity), map)) {
     env->mappings.len--;
     uow__free(map);

@@ -340,8 +340,13 @@ int uow_recover(uow_env *env, uow_recover_report *report) {
   for (size_t s = 0; s < env->stores.len; s++) {
     uow_store *store = UOW_VEC_AT(&env->stores, uow_store *, s);
     uow_status st = {0, ""};
-    if (uow__store_is_sql(store) && uow__pooled_transaction(store, read_decisions, &r, &st))
-      note_failure(&r, st.code,
+    int rc =
+        uow__store_is_sql(store) ? uow__pooled_transaction(store, read_decisions, &r, &st) : UOW_OK;
+    /* take_decision's ENOMEM comes back with no status from the store. */
+    if (rc == UOW_ENOMEM && !st.code)
+      note_failure(&r, rc, "out of memory reading the decision records of store '%s'", store->name);
+    else if (rc)
+      note_failure(&r, rc,
                    "cannot read the decision records of store '%s' (did uow_env_create_schema "
                    "run?): %s",
                    store->name, st.message);
@@ -408,19 +413,27 @@ static void count_gid(void *ctx, const char *gid) {
     s->in_doubt++;
 }
 
+/* A count, or -1 with the reason in out->error; *rc becomes UOW_ENOMEM when
+ * memory ran out. */
 static int64_t count_rows(uow_store *store, uow_store_conn *conn, const char *sql,
-                          uow_store_status *out) {
+                          uow_store_status *out, int *rc) {
   int64_t n = -1;
   uow_status st = {0, ""};
-  if (store->ops->query_int64(conn, sql, NULL, 0, &n, &st)) {
+  int qrc = store->ops->query_int64(conn, sql, NULL, 0, &n, &st);
+  if (qrc) {
     n = -1;
+    if (qrc == UOW_ENOMEM)
+      *rc = UOW_ENOMEM;
     if (!out->error[0])
       snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
   }
   return n;
 }
 
-static void store_status(uow_store *store, uow_store_status *out) {
+/* Fill `out` for one store. UOW_ENOMEM when memory ran out on the way: then
+ * what is missing says nothing about the store, and the caller must not
+ * report it as unreachable or its counts as unknown. */
+static int store_status(uow_store *store, uow_store_status *out) {
   memset(out, 0, sizeof(*out));
   out->name = store->name;
   out->url = store->url;
@@ -432,36 +445,43 @@ static void store_status(uow_store *store, uow_store_status *out) {
   out->in_doubt = out->decisions = out->outbox_pending = out->outbox_dead = -1;
   uow_store_conn *conn;
   bool reused;
-  if (uow__pool_acquire(store, &conn, &reused, &st)) {
+  int rc = uow__pool_acquire(store, &conn, &reused, &st);
+  if (rc) {
     snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
-    return;
+    return rc == UOW_ENOMEM ? rc : UOW_OK;
   }
   out->reachable = true;
   if (can_list(store)) {
     out->in_doubt = 0;
-    if (store->ops->list_prepared(conn, UOW__GID_PREFIX, count_gid, out, &st)) {
+    if ((rc = store->ops->list_prepared(conn, UOW__GID_PREFIX, count_gid, out, &st))) {
       out->in_doubt = -1;
       out->reachable = st.code != UOW_EIO;
       snprintf(out->error, sizeof(out->error), "%.*s", (int)sizeof(out->error) - 1, st.message);
+      rc = rc == UOW_ENOMEM ? rc : UOW_OK;
     }
   } else {
     out->in_doubt = 0;
   }
   if (out->reachable && uow__store_is_sql(store)) {
-    out->decisions = count_rows(store, conn, "SELECT count(*) FROM uow_decision", out);
+    out->decisions = count_rows(store, conn, "SELECT count(*) FROM uow_decision", out, &rc);
     out->outbox_pending =
-        count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", out);
+        count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 0", out, &rc);
     out->outbox_dead =
-        count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 2", out);
+        count_rows(store, conn, "SELECT count(*) FROM uow_outbox WHERE state = 2", out, &rc);
   }
   uow__pool_release(store, conn, out->reachable);
+  return rc;
 }
 
 int uow_env_status(uow_env *env, uow_store_status *out, size_t cap, size_t *count) {
   if (!env || !count || (cap && !out))
     return UOW_EINVAL;
   *count = env->stores.len;
-  for (size_t s = 0; s < env->stores.len && s < cap; s++)
-    store_status(UOW_VEC_AT(&env->stores, uow_store *, s), &out[s]);
-  return UOW_OK;
+  int rc = UOW_OK;
+  for (size_t s = 0; s < env->stores.len && s < cap; s++) {
+    int one = store_status(UOW_VEC_AT(&env->stores, uow_store *, s), &out[s]);
+    if (one && !rc)
+      rc = uow__env_fail(env, one, "status: store '%s': %s", out[s].name, out[s].error);
+  }
+  return rc;
 }

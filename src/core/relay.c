@@ -101,7 +101,11 @@ static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
   snprintf(where, sizeof(where), PENDING "%s", r->o.batch, lock ? " FOR UPDATE SKIP LOCKED" : "");
   const uow_value params[2] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
                                uow_int64(uow__now_ms())};
-  return r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
+  int rc = r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
+  /* take_event's ENOMEM comes back with no status from the store. */
+  if (rc == UOW_ENOMEM && !st->message[0])
+    uow_status_set(st, rc, "out of memory reading the outbox");
+  return rc;
 }
 
 /* ---- marking ---- */
@@ -485,7 +489,8 @@ int uow_outbox_requeue(uow_env *env, const char *store_name, uint64_t *count) {
                             &now, 1, &n, &st);
     uow__pool_release(store, conn, rc == UOW_OK);
     if (rc)
-      return uow__env_fail(env, UOW_EIO, "requeue: store '%s': %s", store->name, st.message);
+      return uow__env_fail(env, rc == UOW_ENOMEM ? rc : UOW_EIO, "requeue: store '%s': %s",
+                           store->name, st.message);
     total += (uint64_t)n;
   }
   if (count)

@@ -4,6 +4,7 @@
  * snapshots that let a flush find what changed, and the undo log that lets a
  * savepoint roll those back. Loading rows from a store ends here too.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -55,19 +56,29 @@ static uint64_t identity_hash(const uow_mapping *map, const uow_value *key) {
   return uow__value_hash(key) ^ ((uint64_t)map->index * 0x9e3779b97f4a7c15ull);
 }
 
-uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key) {
+static uow_record *identity_find(uow_unit *unit, const uow_mapping *map, const uow_value *key,
+                                 uint64_t hash) {
   identity_key k = {map, key};
-  return uow__map_get(&unit->identity, identity_hash(map, key), identity_eq, &k);
+  return uow__map_get(&unit->identity, hash, identity_eq, &k);
+}
+
+uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key) {
+  return identity_find(unit, map, key, identity_hash(map, key));
+}
+
+/* `hash`: identity_hash of the key in the record's snapshot. */
+static int identity_put(uow_unit *unit, uow_record *rec, uint64_t hash) {
+  rec->hash = hash;
+  int rc = uow__map_put(&unit->identity, hash, rec);
+  if (rc == UOW_OK)
+    rec->in_map = true;
+  return rc;
 }
 
 int uow__identity_add(uow_unit *unit, uow_record *rec) {
   const uow_column *col = &rec->map->entity->columns[rec->map->key];
   uow_value key = uow__column_value(col, rec->snapshot);
-  rec->hash = identity_hash(rec->map, &key);
-  int rc = uow__map_put(&unit->identity, rec->hash, rec);
-  if (rc == UOW_OK)
-    rec->in_map = true;
-  return rc;
+  return identity_put(unit, rec, identity_hash(rec->map, &key));
 }
 
 void uow__identity_remove(uow_unit *unit, uow_record *rec) {
@@ -264,7 +275,8 @@ static int load_row(void *ctx, const uow_value *row) {
   uow_unit *unit = load->unit;
   const uow_mapping *map = load->map;
   const uow_entity *e = map->entity;
-  uow_record *rec = uow__identity_get(unit, map, &row[map->key]);
+  uint64_t hash = identity_hash(map, &row[map->key]);
+  uow_record *rec = identity_find(unit, map, &row[map->key], hash);
   if (!rec) {
     rec = uow__record_new(unit, map);
     if (!rec)
@@ -274,7 +286,7 @@ static int load_row(void *ctx, const uow_value *row) {
     for (size_t i = 0; i < e->ncolumns; i++)
       if (uow__member_set(unit, &e->columns[i], object, &row[i]))
         goto nomem;
-    if (snapshot_row(unit, rec, row) || uow__identity_add(unit, rec))
+    if (snapshot_row(unit, rec, row) || identity_put(unit, rec, hash))
       goto nomem;
   } else if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE) {
     return UOW_OK;
@@ -315,4 +327,75 @@ int uow__load(uow_unit *unit, const uow_mapping *map, const char *where, const u
   if (!rows && !ctx.first)
     return UOW_ENOTFOUND;
   return UOW_OK;
+}
+
+int uow__load_many(uow_unit *unit, uow_store *store, uow_load *loads, size_t n) {
+  size_t m = 0;
+  size_t first = n;
+  for (size_t i = 0; i < n; i++) {
+    if (!loads[i].answered && loads[i].map->store == store) {
+      m++;
+      first = first < n ? first : i;
+    }
+  }
+  if (!m)
+    return UOW_OK;
+  unsigned every = unit->opts.flags & UOW_FOR_UPDATE; /* as in uow__load */
+  uow_unit_store *us;
+  /* The transaction begins as the first of these reads would begin it alone. */
+  int rc = uow__unit_join(unit, store, loads[first].flags | every, &us);
+  if (rc)
+    return rc;
+  uow_read *reads = uow__calloc(m, sizeof(*reads));
+  load_ctx *ctxs = uow__calloc(m, sizeof(*ctxs));
+  size_t *which = uow__calloc(m, sizeof(*which));
+  if (!reads || !ctxs || !which) {
+    rc = uow__unit_error(unit, UOW_ENOMEM, "fetch: out of memory");
+    goto done;
+  }
+  for (size_t i = 0, j = 0; i < n; i++) {
+    uow_load *load = &loads[i];
+    if (load->answered || load->map->store != store)
+      continue;
+    ctxs[j] = (load_ctx){unit, load->map, load->find ? &load->rows : NULL, NULL};
+    reads[j] = (uow_read){load->map->entity,   load->where, load->params, load->nparams,
+                          load->flags | every, load_row,    &ctxs[j]};
+    which[j++] = i;
+  }
+  const uow_store_ops *ops = store->ops;
+  uow_status st = {0, ""};
+  size_t failed = m;
+  /* Only a table of ABI 3 or later has read_many: an ABI 2 one ends before it. */
+  if (ops->abi >= 3 && ops->read_many) {
+    rc = ops->read_many(us->conn, reads, m, &failed, &st);
+  } else {
+    for (failed = 0; failed < m; failed++) {
+      const uow_read *r = &reads[failed];
+      if ((rc = ops->read(us->conn, r->entity, r->where, r->params, r->nparams, r->flags, r->fn,
+                          r->ctx, &st)))
+        break;
+    }
+  }
+  if (rc) {
+    char what[160] = "fetch: read";
+    if (failed < m) {
+      uow_load *load = &loads[which[failed]];
+      load->rc = rc;
+      snprintf(what, sizeof(what), "fetch item %zu (%s %s): read", load->item,
+               load->find ? "find" : "get", load->map->entity->name);
+    }
+    if (rc == UOW_ENOMEM && !st.message[0])
+      rc = uow__unit_fail(unit, rc, "%s: out of memory", what);
+    else
+      rc = uow__unit_store_error(unit, what, us, &st);
+    goto done;
+  }
+  us->proven = true;
+  for (size_t j = 0; j < m; j++)
+    loads[which[j]].first = ctxs[j].first;
+done:
+  uow__free(reads);
+  uow__free(ctxs);
+  uow__free(which);
+  return rc;
 }

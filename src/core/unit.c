@@ -89,6 +89,11 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
     return UOW_EINVAL;
   if (opts && opts->version != UOW_BEGIN_OPTIONS_VERSION)
     return uow__env_fail(env, UOW_EINVAL, "begin: unknown options version %d", opts->version);
+  /* Checked here: SQLite would ignore a bad level, PostgreSQL refuse it later. */
+  if (opts &&
+      (opts->isolation < UOW_ISOLATION_DEFAULT || opts->isolation > UOW_ISOLATION_SERIALIZABLE))
+    return uow__env_fail(env, UOW_EINVAL, "begin: unknown isolation level %d",
+                         (int)opts->isolation);
   if (!env->stores.len)
     return uow__env_fail(env, UOW_EINVAL, "begin: the environment has no store");
   /* A lost connection left a prepared transaction of ours: settle it before
@@ -101,14 +106,28 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
     env->free_units = unit->next_free;
   uint64_t seq = ++env->unit_seq;
   pthread_mutex_unlock(&env->lock);
-  if (!unit && !(unit = uow__malloc(sizeof(*unit))))
-    return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+  /* A recycled unit's memory (see keep_memory), reused before any new. */
+  uow_arena arena;
+  uow_vec records = {0};
+  uow_map identity = {0};
+  if (unit) {
+    arena = unit->arena;
+    records = unit->records;
+    identity = unit->identity;
+  } else {
+    if (!(unit = uow__malloc(sizeof(*unit))))
+      return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+    uow__arena_init(&arena);
+  }
   memset(unit, 0, sizeof(*unit));
   unit->env = env;
-  uow__arena_init(&unit->arena);
+  unit->arena = arena;
+  unit->records = records;
+  unit->identity = identity;
   unit->nstores = env->stores.len;
   unit->stores = uow__arena_alloc(&unit->arena, unit->nstores * sizeof(*unit->stores));
   if (!unit->stores) {
+    uow__unit_memory_free(unit);
     uow__free(unit);
     return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
   }
@@ -120,6 +139,7 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
            (unsigned long long)seq);
   unit->magic = UOW_UNIT_MAGIC;
   unit->state = UOW_UNIT_ACTIVE;
+  __atomic_add_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL);
   *out = unit;
   return UOW_OK;
 }
@@ -159,6 +179,40 @@ static void drop_events_and_hooks(uow_unit *unit, size_t events, size_t hooks) {
   unit->hooks.len = hooks;
 }
 
+/* Empty the record list, the identity map and the arena for the next unit,
+ * keeping what fits in UOW_UNIT_KEEP_BYTES. */
+static void keep_memory(uow_unit *unit) {
+  const size_t keep_list = UOW_UNIT_KEEP_BYTES / 16;
+  uow_vec *records = &unit->records;
+  uow_map *identity = &unit->identity;
+  if (identity->cap * sizeof(uow_map_entry) > keep_list) {
+    uow__map_free(identity);
+  } else if (!identity->len) {
+    /* nothing to clear (and maybe no table yet) */
+  } else if (identity->len * 4 >= identity->cap) {
+    memset(identity->slots, 0, identity->cap * sizeof(uow_map_entry));
+    identity->len = 0;
+  } else {
+    /* Few entries in a big table: removing them beats clearing every slot. */
+    for (size_t i = 0; i < records->len && identity->len; i++)
+      uow__identity_remove(unit, UOW_VEC_AT(records, uow_record *, i));
+    if (identity->len) { /* every mapped record is listed; never keep a stale one */
+      memset(identity->slots, 0, identity->cap * sizeof(uow_map_entry));
+      identity->len = 0;
+    }
+  }
+  if (records->cap * sizeof(uow_record *) > keep_list)
+    uow__vec_free(records);
+  records->len = 0;
+  uow__arena_recycle(&unit->arena, UOW_UNIT_KEEP_BYTES);
+}
+
+void uow__unit_memory_free(uow_unit *unit) {
+  uow__vec_free(&unit->records);
+  uow__map_free(&unit->identity);
+  uow__arena_free(&unit->arena);
+}
+
 void uow_end(uow_unit *unit) {
   if (!unit || unit->magic != UOW_UNIT_MAGIC || unit->state == UOW_UNIT_ENDED)
     return;
@@ -168,15 +222,14 @@ void uow_end(uow_unit *unit) {
   drop_events_and_hooks(unit, 0, 0);
   uow__vec_free(&unit->events);
   uow__vec_free(&unit->hooks);
-  uow__vec_free(&unit->records);
   uow__vec_free(&unit->savepoints);
   uow__vec_free(&unit->undo);
   uow__vec_free(&unit->cleanup);
   uow__vec_free(&unit->intents);
-  uow__map_free(&unit->identity);
-  uow__arena_free(&unit->arena);
+  keep_memory(unit);
   unit->state = UOW_UNIT_ENDED;
   uow_env *env = unit->env;
+  __atomic_sub_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL);
   pthread_mutex_lock(&env->lock);
   unit->next_free = env->free_units;
   env->free_units = unit;
@@ -336,6 +389,174 @@ int uow_find_ex(uow_unit *unit, const uow_entity *entity, const char *where,
   return UOW_OK;
 }
 
+/* ---- several reads at once (uow_fetch) ---- */
+
+static void fetch_clear(uow_fetch_item *items, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uow_fetch_item *it = &items[i];
+    if (it->key && it->object)
+      *it->object = NULL;
+    if (!it->key && it->rows)
+      *it->rows = NULL;
+    if (!it->key && it->count)
+      *it->count = 0;
+    it->rc = UOW_OK;
+  }
+}
+
+/* Check item `i` as uow_get_ex or uow_find_ex would, and make its load. */
+static int fetch_check(uow_unit *unit, const uow_fetch_item *it, size_t i, uow_load *load) {
+  const char *kind = it->key ? "get" : "find";
+  const char *name = it->entity && it->entity->name ? it->entity->name : "(null)";
+  const uow_mapping *map = it->entity ? uow__env_mapping(unit->env, it->entity) : NULL;
+  if (!map)
+    return uow__unit_error(unit, UOW_EINVAL,
+                           "fetch item %zu (%s %s): the entity is not mapped to a store", i, kind,
+                           name);
+  load->map = map;
+  load->item = i;
+  load->flags = it->flags;
+  if (it->key) {
+    if (!it->object || it->where || it->params || it->nparams)
+      return uow__unit_error(unit, UOW_EINVAL,
+                             "fetch item %zu (get %s): object is required, and a get takes no "
+                             "where clause or parameters",
+                             i, name);
+    /* As in uow_get_ex: the key points to a value of the key member's type. */
+    const uow_column *col = &it->entity->columns[map->key];
+    load->key = uow__column_value(col, (const char *)it->key - col->offset);
+    if (load->key.is_null)
+      return uow__unit_error(unit, UOW_EINVAL, "fetch item %zu (get %s): the key is NULL", i, name);
+    load->params = &load->key;
+    load->nparams = 1;
+    return UOW_OK;
+  }
+  if (!it->rows || !it->count || (it->nparams && !it->params))
+    return uow__unit_error(
+        unit, UOW_EINVAL, "fetch item %zu (find %s): rows, count and params are required", i, name);
+  if (!(map->store->ops->caps & UOW_STORE_SQL) && it->where)
+    return uow__unit_error(unit, UOW_EINVAL,
+                           "fetch item %zu (find %s): store '%s' cannot run queries", i, name,
+                           map->store->name);
+  load->find = true;
+  load->where = it->where && *it->where ? it->where : NULL; /* "" means every row */
+  load->params = it->params;
+  load->nparams = it->nparams;
+  return UOW_OK;
+}
+
+/* Answer the gets that need no read: objects the unit holds, and a second
+ * get of a key an earlier item reads already. */
+static void fetch_answer_from_memory(uow_unit *unit, uow_load *loads, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uow_load *load = &loads[i];
+    if (load->find)
+      continue;
+    if ((load->first = uow__identity_get(unit, load->map, &load->key))) {
+      load->answered = true;
+      continue;
+    }
+    for (size_t j = 0; j < i && !load->answered; j++) {
+      const uow_load *earlier = &loads[j];
+      if (!earlier->find && !earlier->answered && earlier->map == load->map &&
+          uow__value_equal(&earlier->key, &load->key)) {
+        load->answered = true;
+        load->like = j + 1;
+      }
+    }
+  }
+}
+
+/* Every store's reads, each store's in one batch, in the order the items name them. */
+static int fetch_read(uow_unit *unit, uow_load *loads, size_t n) {
+  uint64_t done = 0; /* env store indexes are below UOW__STORES_MAX (64) */
+  for (size_t i = 0; i < n; i++) {
+    if (loads[i].answered)
+      continue;
+    uow_store *store = loads[i].map->store;
+    uint64_t bit = UINT64_C(1) << store->index;
+    if (done & bit)
+      continue;
+    done |= bit;
+    int rc = uow__load_many(unit, store, loads, n);
+    if (rc)
+      return rc;
+  }
+  return UOW_OK;
+}
+
+/* Set the items' outputs from their loads; UOW_ENOTFOUND names the first get without an object. */
+static int fetch_outputs(uow_unit *unit, uow_fetch_item *items, uow_load *loads, size_t n) {
+  int rc = UOW_OK;
+  for (size_t i = 0; i < n; i++) {
+    uow_fetch_item *it = &items[i];
+    uow_load *load = &loads[i];
+    if (load->find) {
+      size_t count = load->rows.len;
+      void **array = uow__arena_dup(&unit->arena, load->rows.items, count * sizeof(void *));
+      if (!array && count)
+        return uow__unit_error(unit, UOW_ENOMEM, "fetch item %zu (find %s): out of memory", i,
+                               it->entity->name);
+      *it->rows = array;
+      *it->count = count;
+      continue;
+    }
+    uow_record *rec = load->like ? loads[load->like - 1].first : load->first;
+    bool deleted = rec && (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE);
+    if (rec && !deleted) {
+      *it->object = uow__record_object(rec);
+      continue;
+    }
+    it->rc = UOW_ENOTFOUND;
+    if (rc == UOW_OK)
+      rc = uow__unit_error(unit, UOW_ENOTFOUND, "fetch item %zu (get %s): %s", i, it->entity->name,
+                           deleted ? "deleted in this unit" : "no row with that key");
+  }
+  return rc;
+}
+
+int uow_fetch(uow_unit *unit, uow_fetch_item *items, size_t n) {
+  /* Outputs are cleared on every failure, a refused unit's too (as uow_get does). */
+  if (items)
+    fetch_clear(items, n);
+  int rc = usable(unit, "fetch");
+  if (rc)
+    return rc;
+  if (!items || !n)
+    return uow__unit_error(unit, UOW_EINVAL, "fetch: items and a count of at least 1 are required");
+  uow_load *loads = uow__calloc(n, sizeof(*loads));
+  if (!loads)
+    return uow__unit_error(unit, UOW_ENOMEM, "fetch: out of memory");
+  bool any_find = false;
+  size_t i = 0;
+  for (; i < n; i++) {
+    if ((rc = fetch_check(unit, &items[i], i, &loads[i])))
+      break;
+    any_find = any_find || loads[i].find;
+  }
+  /* One flush before every read, as uow_find does before its own. */
+  if (!rc && any_find)
+    rc = uow__flush(unit, false);
+  if (!rc) {
+    fetch_answer_from_memory(unit, loads, n);
+    rc = fetch_read(unit, loads, n);
+  }
+  if (!rc)
+    rc = fetch_outputs(unit, items, loads, n);
+  if (rc && rc != UOW_ENOTFOUND) {
+    fetch_clear(items, n);
+    if (i < n)
+      items[i].rc = rc;
+    for (size_t j = 0; j < n; j++)
+      if (loads[j].rc)
+        items[j].rc = loads[j].rc;
+  }
+  for (size_t j = 0; j < n; j++)
+    uow__vec_free(&loads[j].rows);
+  uow__free(loads);
+  return rc;
+}
+
 /* ---- changing ---- */
 
 int uow_new(uow_unit *unit, const uow_entity *entity, void **out) {
@@ -383,8 +604,16 @@ char *uow_strdup(uow_unit *unit, const char *s) {
 
 uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size) {
   uow_blob blob = {NULL, 0};
-  if ((!data && size) || usable(unit, "blobdup"))
+  if (usable(unit, "blobdup"))
     return blob;
+  if (!data && size) {
+    uow__unit_error(unit, UOW_EINVAL, "blobdup: no data for %zu bytes", size);
+    return blob;
+  }
+  if (size > UOW__VALUE_MAX) {
+    uow__unit_error(unit, UOW_EINVAL, "blobdup: %zu bytes is over 2 GiB (a negative count?)", size);
+    return blob;
+  }
   blob.data = uow__arena_alloc(&unit->arena, size + 1);
   if (!blob.data)
     uow__unit_error(unit, UOW_ENOMEM, "blobdup: out of memory");
@@ -444,6 +673,10 @@ int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *pay
     return rc;
   if (!topic || !*topic || (len && !payload))
     return uow__unit_error(unit, UOW_EINVAL, "emit: a topic is required (and payload for len)");
+  if (len > UOW__VALUE_MAX)
+    return uow__unit_error(unit, UOW_EINVAL,
+                           "emit %s: a payload of %zu bytes is over 2 GiB (a negative count?)",
+                           topic, len);
   uow_event ev = {uow__strdup(topic), key ? uow__strdup(key) : NULL, uow__malloc(len ? len : 1),
                   len};
   uow_event *slot = NULL;

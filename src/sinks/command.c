@@ -190,8 +190,8 @@ static void json_base64(uow_buf *out, const unsigned char *s, size_t len) {
   uow__buf_append(out, "\"", 1);
 }
 
-/** Append the JSON line of one event, newline included. */
-static void json_event(uow_buf *out, const uow_delivery *ev) {
+/* See sink.h. */
+void uow__sink_json_event(uow_buf *out, const uow_delivery *ev) {
   uow__buf_puts(out, "{\"event_id\":");
   json_text(out, ev->event_id);
   uow__buf_puts(out, ",\"topic\":");
@@ -314,7 +314,7 @@ static int command_deliver(void *ctx, const uow_delivery *events, size_t n, size
 
   uow__buf_init(&lines);
   for (size_t i = 0; i < n; i++)
-    json_event(&lines, &events[i]);
+    uow__sink_json_event(&lines, &events[i]);
   if (uow__buf_status(&lines)) {
     uow__buf_free(&lines);
     return uow__sink_fail(err, errcap, UOW_ENOMEM, "command sink '%s': out of memory", sink->name);
@@ -376,15 +376,38 @@ static void command_destroy(void *ctx) {
   uow__free(sink);
 }
 
-/** The command's first word, cut to COMMAND_NAME_MAX bytes, for messages. */
+/** Whether the `len`-byte word at `word` is a shell assignment (NAME=value). */
+static bool is_assignment(const char *word, size_t len) {
+  static const char name_chars[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789";
+  size_t name = strspn(word, name_chars);
+  return name > 0 && name < len && word[name] == '=' && !(word[0] >= '0' && word[0] <= '9');
+}
+
+/**
+ * The command's first word, cut to COMMAND_NAME_MAX bytes, for messages.
+ * Leading assignments (`TOKEN=secret cmd`) are skipped, never quoted: they
+ * often hold credentials. An assignment whose value is quoted or escaped
+ * cannot be skipped by words, so such a command is named "command".
+ */
 static void command_name(const char *command, char *name) {
-  const char *start = command + strspn(command, " \t\n");
-  size_t len = strcspn(start, " \t\n;|&<>()");
-  if (len == 0) {
-    start = command;
-    len = strlen(command);
+  const char *start = command;
+  size_t len;
+  for (;;) {
+    start += strspn(start, " \t\n");
+    len = strcspn(start, " \t\n;|&<>()");
+    if (len == 0 || !is_assignment(start, len))
+      break;
+    if (memchr(start, '\'', len) || memchr(start, '"', len) || memchr(start, '\\', len) ||
+        memchr(start, '$', len) || memchr(start, '`', len)) {
+      len = 0;
+      break;
+    }
+    start += len;
   }
-  if (len > COMMAND_NAME_MAX) {
+  if (len == 0) {
+    memcpy(name, "command", sizeof("command"));
+  } else if (len > COMMAND_NAME_MAX) {
     memcpy(name, start, COMMAND_NAME_MAX);
     memcpy(name + COMMAND_NAME_MAX, "...", 4);
   } else {

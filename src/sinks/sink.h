@@ -13,6 +13,11 @@
 
 #include "util/util.h"
 
+/* Append the JSON line of one event, newline included, as the command sink
+ * writes it (command.c; the members and their encoding are described there).
+ * Not static so that tests/fuzz/fuzz_outbox_record.c reaches the same code. */
+void uow__sink_json_event(uow_buf *out, const uow_delivery *ev);
+
 /* Format a message into `err` (capacity `errcap`; either may be 0/NULL) and return `code`. */
 int uow__sink_fail(char *err, size_t errcap, int code, const char *fmt, ...) UOW_PRINTF(4, 5);
 

@@ -124,7 +124,17 @@ struct uow_store_conn {
   uow_buf scratch; /* text made while decoding a row */
   uow_vec items;   /* pg_item of the running batch */
   bool listening;  /* LISTEN uow_outbox was sent (a relay's own connection) */
+  /* Whether a relay listens on this database, as last seen (see pg_write). */
+  bool relay_listens;
+  int64_t relay_checked_ms; /* when it was last asked; 0: never */
+  int64_t relays_seen;      /* the answer of the batch that asked; -1: none */
 };
+
+/* A relay's listening connection names itself so that writers can see it in
+ * pg_stat_activity (application_name is shown to every role). */
+#define RELAY_APPLICATION "uow_relay"
+/* How often a writing connection asks whether a relay listens. */
+#define RELAY_CHECK_MS 1000
 
 /* ---- batches: one pipeline, one Sync, one round trip ---- */
 
@@ -153,6 +163,8 @@ typedef struct pg_item {
   uow_gid_fn gid_fn;        /* ITEM_GIDS */
   void *ctx;                /* ITEM_READ, ITEM_GIDS */
   int64_t *affected;        /* ITEM_EXEC (may be NULL), ITEM_SCALAR */
+  size_t read;              /* read_many: 1 + the index of the read (ITEM_READ, its ITEM_PREPARE) */
+  bool text_results;        /* ITEM_READ: sent asking for text results */
 } pg_item;
 
 typedef struct pg_batch {
@@ -166,7 +178,8 @@ typedef struct pg_batch {
   bool commit_queued;
   bool commit_settled; /* COMMIT's fate is known */
   bool committed;
-  bool reread; /* a read met a type it cannot decode in binary: run it again as text */
+  bool reread;        /* a read met a type it cannot decode in binary: run it again as text */
+  size_t failed_item; /* 1 + the index in conn->items of the first item that failed; 0: none */
 } pg_batch;
 
 /* ---- small helpers ---- */
@@ -210,7 +223,8 @@ static int map_sqlstate(const char *s) {
     return UOW_ECONSTRAINT;
   if (!strcmp(s, "40001") || !strcmp(s, "40P01") || !strcmp(s, "55P03"))
     return UOW_ECONFLICT;
-  if (strncmp(s, "42", 2) == 0 || strncmp(s, "22", 2) == 0)
+  /* 54: a program limit, e.g. a value too big for its index: the input's fault */
+  if (strncmp(s, "42", 2) == 0 || strncmp(s, "22", 2) == 0 || strncmp(s, "54", 2) == 0)
     return UOW_EINVAL;
   return UOW_EIO; /* 08 (connection), 53 (resources) and everything else */
 }
@@ -742,8 +756,12 @@ static void batch_read(pg_batch *b) {
       b->broken = true;
       return;
     }
-    if (next < c->items.len)
+    if (next < c->items.len) {
+      bool failed_before = b->code != UOW_OK;
       batch_reply(b, &UOW_VEC_AT(&c->items, pg_item, next), res);
+      if (!failed_before && b->code != UOW_OK)
+        b->failed_item = next + 1;
+    }
     PQclear(res);
   }
 }
@@ -844,7 +862,7 @@ static void queue_write(pg_batch *b, uow_write *w, size_t rows, bool server_chec
   int rc = uow__pg_params_encode(p, p->values, n, true);
   if (rc != UOW_OK) {
     batch_fail(b, rc, "cannot send the values of \"%s\": %s", w->entity->table,
-               rc == UOW_ENOMEM ? "out of memory" : "a value is over 2 GiB or of no known type");
+               rc == UOW_ENOMEM ? "out of memory" : UOW__PG_BAD_VALUE);
     return;
   }
   bool insert = w->kind == UOW_WRITE_INSERT;
@@ -914,6 +932,35 @@ static int check_writes(const uow_write *w, size_t n, uow_status *st) {
 
 static int pg_commit(uow_store_conn *c, uow_status *st);
 
+/*
+ * Wake idle relays (wait_outbox) when a commit brings outbox rows. NOTIFY
+ * costs a commit about a tenth of its time (the server serialises the
+ * commits that notify), so it is sent only while a relay listens on this
+ * database. Whether one does is asked in the same pipeline, at most once a
+ * second per connection; until a writer has seen a new relay, that relay
+ * finds the rows by polling (poll_ms). Nothing is lost either way.
+ */
+static void queue_relay_wakeup(pg_batch *b) {
+  uow_store_conn *c = b->conn;
+  if (c->relay_listens)
+    queue_command(b, ITEM_COMMAND, "NOTIFY", "NOTIFY uow_outbox");
+  c->relays_seen = -1;
+  int64_t now = uow__now_ms();
+  if (c->relay_checked_ms && now - c->relay_checked_ms < RELAY_CHECK_MS)
+    return;
+  c->relay_checked_ms = now;
+  pg_item *it = batch_push(b, ITEM_SCALAR);
+  if (!it)
+    return;
+  it->affected = &c->relays_seen;
+  if (!PQsendQueryParams(
+          c->pg,
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" RELAY_APPLICATION
+          "' AND datname = current_database()",
+          0, NULL, NULL, NULL, NULL, 0))
+    batch_send_failed(b);
+}
+
 static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit, uow_status *st) {
   if (n == 0)
     return commit ? pg_commit(c, st) : UOW_OK;
@@ -935,17 +982,18 @@ static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit,
   cache_trim(&b);
   for (size_t i = 0; i < n && !b.code;)
     i += queue_write_run(&b, writes + i, n - i, server_checked);
-  /* Wake idle relays (wait_outbox) when this commit brings outbox rows. */
   bool outbox = false;
   for (size_t i = 0; i < n && commit && !outbox; i++)
     outbox =
         writes[i].kind == UOW_WRITE_INSERT && strcmp(writes[i].entity->table, "uow_outbox") == 0;
   if (outbox && !b.code)
-    queue_command(&b, ITEM_COMMAND, "NOTIFY", "NOTIFY uow_outbox");
+    queue_relay_wakeup(&b);
   bool commit_later = commit && !server_checked;
   if (commit && server_checked)
     queue_command(&b, ITEM_COMMIT, "COMMIT", "COMMIT");
   rc = batch_run(&b);
+  if (c->relays_seen >= 0)
+    c->relay_listens = c->relays_seen > 0;
   if (rc != UOW_OK || !commit_later)
     return rc;
   return pg_commit(c, st);
@@ -986,7 +1034,7 @@ static bool set_params(pg_batch *b, const uow_value *params, size_t n, bool type
     rc = uow__pg_params_encode(p, params, n, typed_nulls);
   if (rc != UOW_OK)
     batch_fail(b, rc, "cannot send the parameters: %s",
-               rc == UOW_ENOMEM ? "out of memory" : "a value is over 2 GiB or of no known type");
+               rc == UOW_ENOMEM ? "out of memory" : UOW__PG_BAD_VALUE);
   return rc == UOW_OK;
 }
 
@@ -1029,6 +1077,102 @@ static int pg_read(uow_store_conn *c, const uow_entity *entity, const char *wher
   return rc;
 }
 
+static bool read_args_bad(const uow_read *r) {
+  return !r->entity || !r->fn || r->entity->ncolumns == 0 || r->entity->ncolumns > COLUMNS_MAX ||
+         (r->nparams && !r->params) || (!r->where && r->nparams > 1) || r->nparams > PARAMS_MAX;
+}
+
+/* Queue read `index` of a read_many, its statement made already. */
+static void queue_read(pg_batch *b, const uow_read *r, size_t index) {
+  uow_store_conn *c = b->conn;
+  if (b->code || !set_params(b, r->params, r->nparams, !r->where))
+    return;
+  pg_stmt *s = read_stmt(b, r->entity, r->where, r->nparams, r->flags);
+  if (!s)
+    return;
+  size_t first = c->items.len;
+  pg_item what = {.kind = ITEM_READ,
+                  .stmt = s,
+                  .entity = r->entity,
+                  .row_fn = r->fn,
+                  .ctx = r->ctx,
+                  .text_results = s->text_results};
+  queue_prepared(b, s, &what);
+  for (size_t k = first; k < c->items.len; k++)
+    UOW_VEC_AT(&c->items, pg_item, k).read = index + 1;
+}
+
+/* The reads of the last batch whose rows did not come because their result
+ * types need text (read_rows): their indexes, in order. */
+static int reads_to_rerun(uow_store_conn *c, uow_vec *out) {
+  for (size_t k = 0; k < c->items.len; k++) {
+    const pg_item *it = &UOW_VEC_AT(&c->items, pg_item, k);
+    if (it->kind != ITEM_READ || it->text_results || !it->stmt->text_results)
+      continue;
+    size_t *slot = uow__vec_push(out, sizeof(size_t));
+    if (!slot)
+      return UOW_ENOMEM;
+    *slot = it->read - 1;
+  }
+  return UOW_OK;
+}
+
+/*
+ * Every read in one pipeline: one round trip, the statements run in order,
+ * so a FOR UPDATE read holds its locks before the next one runs. Each read's
+ * statement is made and its parameters counted before anything is queued,
+ * so a bad read fails with nothing sent. A read whose result types turned
+ * out to need text delivered no rows; it runs again alone, after the batch
+ * (its locks are taken already, only its rows come later).
+ */
+static int pg_read_many(uow_store_conn *c, const uow_read *reads, size_t n, size_t *failed,
+                        uow_status *st) {
+  *failed = n;
+  for (size_t i = 0; i < n; i++) {
+    if (read_args_bad(&reads[i])) {
+      *failed = i;
+      return fail(st, UOW_EINVAL, "read: bad arguments");
+    }
+  }
+  pg_batch b;
+  int rc = batch_start(&b, c, st);
+  if (rc != UOW_OK)
+    return rc;
+  cache_trim(&b);
+  for (size_t i = 0; i < n && !b.code; i++) {
+    const uow_read *r = &reads[i];
+    if (set_params(&b, r->params, r->nparams, !r->where))
+      read_stmt(&b, r->entity, r->where, r->nparams, r->flags);
+    if (b.code)
+      *failed = i;
+  }
+  if (!b.code) {
+    queue_begin(&b);
+    for (size_t i = 0; i < n && !b.code; i++)
+      queue_read(&b, &reads[i], i);
+  }
+  rc = batch_run(&b);
+  if (b.failed_item && b.failed_item <= c->items.len) {
+    size_t read = UOW_VEC_AT(&c->items, pg_item, b.failed_item - 1).read;
+    *failed = read ? read - 1 : n;
+  }
+  if (rc != UOW_OK || !b.reread)
+    return rc;
+  uow_vec again = {0};
+  rc = reads_to_rerun(c, &again);
+  if (rc != UOW_OK)
+    fail(st, rc, "out of memory");
+  for (size_t k = 0; k < again.len && rc == UOW_OK; k++) {
+    size_t i = UOW_VEC_AT(&again, size_t, k);
+    const uow_read *r = &reads[i];
+    rc = pg_read(c, r->entity, r->where, r->params, r->nparams, r->flags, r->fn, r->ctx, st);
+    if (rc != UOW_OK)
+      *failed = i;
+  }
+  uow__vec_free(&again);
+  return rc;
+}
+
 static pg_stmt *exec_stmt(pg_batch *b, const char *sql, size_t nparams) {
   uow_store_conn *c = b->conn;
   stmt_key key = {STMT_EXEC, NULL, 0, 0, 0, sql, c->params.oids, nparams};
@@ -1057,6 +1201,10 @@ static int run_statement(uow_store_conn *c, const char *sql, const uow_value *pa
                          size_t nparams, item_kind kind, int64_t *out, uow_status *st) {
   if (!sql || (nparams && !params) || nparams > PARAMS_MAX)
     return fail(st, UOW_EINVAL, "bad statement arguments");
+  /* A COMMIT, ROLLBACK or PREPARE TRANSACTION among the caller's statements
+   * would end the transaction behind the core's back, and what came next would
+   * run in autocommit mode, each statement committed at once. */
+  bool in_txn = c->pending_begin || (conn_usable(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE);
   pg_batch b;
   int rc = batch_start(&b, c, st);
   if (rc != UOW_OK)
@@ -1069,7 +1217,12 @@ static int run_statement(uow_store_conn *c, const char *sql, const uow_value *pa
     if (s)
       queue_prepared(&b, s, &what);
   }
-  return batch_run(&b);
+  rc = batch_run(&b);
+  if (rc == UOW_OK && in_txn && conn_usable(c) && PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+    return fail(st, UOW_EMISUSE,
+                "the transaction was ended by a statement (COMMIT, ROLLBACK or PREPARE "
+                "TRANSACTION through exec?); roll the unit back");
+  return rc;
 }
 
 static int pg_exec(uow_store_conn *c, const char *sql, const uow_value *params, size_t nparams,
@@ -1416,6 +1569,8 @@ static int pg_connect(uow_store_driver *drv, uow_store_conn **out, uow_status *s
     return rc;
   }
   c->drv = drv;
+  c->relay_listens = true; /* until the first commit with events has asked */
+  c->relays_seen = -1;
   *out = c;
   return UOW_OK;
 }
@@ -1461,7 +1616,8 @@ static int pg_wait_outbox(uow_store_conn *c, int timeout_ms, bool *signalled, uo
   if (!conn_usable(c))
     return fail(st, UOW_EIO, "%s: the connection is gone", c->drv->redacted);
   if (!c->listening) {
-    PGresult *res = PQexec(c->pg, "LISTEN uow_outbox");
+    PGresult *res =
+        PQexec(c->pg, "SET application_name = '" RELAY_APPLICATION "'; LISTEN uow_outbox");
     c->listening = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
     if (!c->listening)
@@ -1510,4 +1666,5 @@ const uow_store_ops uow__postgres_store = {
     .prepare_ready = pg_prepare_ready,
     .query_int64 = pg_query_int64,
     .wait_outbox = pg_wait_outbox,
+    .read_many = pg_read_many,
 };

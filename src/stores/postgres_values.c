@@ -35,11 +35,16 @@
 #define OID_NUMERIC 1700
 #define OID_JSONB 3802
 
+/* Spelled out byte by byte: compilers turn this into one swap and one store. */
 static void put_be64(unsigned char *p, uint64_t v) {
-  for (int i = 7; i >= 0; i--) {
-    p[i] = (unsigned char)(v & 0xff);
-    v >>= 8;
-  }
+  p[0] = (unsigned char)(v >> 56);
+  p[1] = (unsigned char)(v >> 48);
+  p[2] = (unsigned char)(v >> 40);
+  p[3] = (unsigned char)(v >> 32);
+  p[4] = (unsigned char)(v >> 24);
+  p[5] = (unsigned char)(v >> 16);
+  p[6] = (unsigned char)(v >> 8);
+  p[7] = (unsigned char)v;
 }
 
 static uint64_t get_be(const char *p, int n) {
@@ -153,7 +158,10 @@ int uow__pg_params_encode(pg_params *p, const uow_value *v, size_t n, bool typed
     if (v[i].is_null)
       continue;
     if (v[i].type < UOW_INT64 || v[i].type > UOW_BOOL ||
-        ((v[i].type == UOW_TEXT || v[i].type == UOW_BLOB) && v[i].v.bytes.size > INT_MAX))
+        ((v[i].type == UOW_TEXT || v[i].type == UOW_BLOB) &&
+         (v[i].v.bytes.size > INT_MAX || (!v[i].v.bytes.data && v[i].v.bytes.size))) ||
+        (v[i].type == UOW_TEXT && v[i].v.bytes.size &&
+         memchr(v[i].v.bytes.data, '\0', v[i].v.bytes.size)))
       return UOW_EINVAL;
     room += value_room(&v[i]);
   }

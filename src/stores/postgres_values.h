@@ -29,8 +29,12 @@ int uow__pg_params_reserve(pg_params *p, size_t n);
 void uow__pg_params_free(pg_params *p);
 /* Lay out `n` values (n <= p->cap). `typed_nulls`: a NULL keeps its value's
  * type (entity statements) instead of being untyped (a caller's SQL).
- * 0, UOW_EINVAL (a value over 2 GiB or of no known type) or UOW_ENOMEM. */
+ * 0, UOW_EINVAL (see UOW__PG_BAD_VALUE) or UOW_ENOMEM. */
 int uow__pg_params_encode(pg_params *p, const uow_value *v, size_t n, bool typed_nulls);
+/* What UOW_EINVAL from uow__pg_params_encode means, for messages. Text goes in
+ * text format, which ends at a NUL: one inside would cut the value short. */
+#define UOW__PG_BAD_VALUE                                                                          \
+  "a value is over 2 GiB, of no known type, without data for its size, or text with a NUL byte"
 
 /* True when results of `type` can be decoded from the binary format. For
  * other types (timestamp, uuid ...) the store asks for text results, which

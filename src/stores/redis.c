@@ -306,16 +306,21 @@ static int deliver_row(uow_store_conn *conn, const uow_entity *entity, const uow
     row[i].type = entity->columns[i].type;
     row[i].is_null = true;
   }
+  /* Every element is checked first: a malformed reply is an error wherever
+   * the tombstone field is in it. */
+  bool tombstone = false;
   for (size_t f = 0; f < reply->elements; f++) {
     const redisReply *item = reply->element[f];
     if (item->type != REDIS_REPLY_STRING)
       return fail(conn->drv, st, UOW_EIO, "HGETALL %.*s: unexpected reply", (int)key->len,
                   key->data);
-    if (f % 2 == 0 && strcmp(item->str, DELETED_FIELD) == 0)
-      return UOW_OK; /* a tombstone: no row */
+    /* Names are binary: "__deleted\0x" is some other field, not a tombstone. */
+    if (f % 2 == 0 && item->len == strlen(DELETED_FIELD) &&
+        memcmp(item->str, DELETED_FIELD, item->len) == 0)
+      tombstone = true;
   }
-  if (reply->elements == 0)
-    return UOW_OK; /* no such hash */
+  if (tombstone || reply->elements == 0)
+    return UOW_OK; /* a tombstone, or no such hash: no row */
   for (size_t f = 0; f < reply->elements; f += 2) {
     const redisReply *name = reply->element[f], *value = reply->element[f + 1];
     for (size_t i = 0; i < entity->ncolumns; i++) {

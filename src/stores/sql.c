@@ -107,8 +107,8 @@ static uint64_t all_columns(const uow_entity *e) {
   return e->ncolumns >= 64 ? UINT64_MAX : (UINT64_C(1) << e->ncolumns) - 1;
 }
 
-void uow__sql_select(uow_buf *sql, const uow_sql_dialect *d, const uow_entity *e,
-                     const char *where, bool by_key, bool for_update) {
+void uow__sql_select(uow_buf *sql, const uow_sql_dialect *d, const uow_entity *e, const char *where,
+                     bool by_key, bool for_update) {
   uow__buf_puts(sql, "SELECT ");
   column_items(sql, d, e, all_columns(e), ITEM_NAME, NULL);
   uow__buf_puts(sql, " FROM ");

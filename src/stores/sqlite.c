@@ -16,8 +16,9 @@
  *    A unit that will write asks for UOW_FOR_UPDATE and gets BEGIN IMMEDIATE:
  *    it takes the write lock up front instead of failing later with
  *    SQLITE_BUSY_SNAPSHOT. Busy and locked are conflicts (retryable).
- *  - SQLite's COMMIT is atomic: when it fails nothing was committed, so this
- *    store never answers UOW_EINDOUBT.
+ *  - SQLite's COMMIT is atomic: when it fails nothing was committed, with
+ *    one exception in WAL mode: a COMMIT whose log sync fails may be kept
+ *    by WAL recovery if the process dies, so that one is UOW_EINDOUBT.
  *  - After some failures (SQLITE_FULL, I/O errors, ...) SQLite rolls the
  *    transaction back by itself. Statements sent after that would run in
  *    autocommit mode, each committed at once; the connection notices and
@@ -753,6 +754,10 @@ static int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
   /* Empty text or blob may come with a NULL pointer; SQLite would bind that as NULL. */
   const void *data = v->v.bytes.data ? v->v.bytes.data : "";
   sqlite3_uint64 size = v->v.bytes.data ? v->v.bytes.size : 0;
+  /* SQLite reads a size of 2^63 or more as negative, that is "up to a NUL":
+   * keep it positive, so that it refuses it as too big (SQLITE_TOOBIG). */
+  if (size > (sqlite3_uint64)INT64_MAX)
+    size = (sqlite3_uint64)INT64_MAX;
   switch (v->type) {
   case UOW_INT64:
     return sqlite3_bind_int64(stmt, i, v->v.i);
@@ -831,7 +836,11 @@ static int row_values(uow_store_conn *conn, const uow_entity *entity, sqlite3_st
     const void *data;
     memset(v, 0, sizeof(*v));
     v->type = entity->columns[i].type;
-    if (sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+    /* A NULL reads as 0 from sqlite3_column_int64 and _double, which is what
+     * a column that cannot be NULL gets anyway: only nullable numbers ask
+     * for the type (a call per value otherwise; text asks below). */
+    if ((entity->columns[i].flags & UOW_NULLABLE) && v->type != UOW_TEXT && v->type != UOW_BLOB &&
+        sqlite3_column_type(stmt, col) == SQLITE_NULL) {
       v->is_null = true;
       continue;
     }
@@ -850,6 +859,10 @@ static int row_values(uow_store_conn *conn, const uow_entity *entity, sqlite3_st
       /* Pointer first, then size: the size is that of the converted value. */
       data = v->type == UOW_TEXT ? (const void *)sqlite3_column_text(stmt, col)
                                  : sqlite3_column_blob(stmt, col);
+      if (!data && sqlite3_column_type(stmt, col) == SQLITE_NULL) {
+        v->is_null = true;
+        break;
+      }
       if (!data && sqlite3_errcode(conn->db) == SQLITE_NOMEM)
         return uow_status_set(st, UOW_ENOMEM, "out of memory reading column \"%s\" of \"%s\"",
                               entity->columns[i].name, entity->table);
@@ -918,6 +931,41 @@ static int sqlite_read(uow_store_conn *conn, const uow_entity *entity, const cha
 done:
   finish(stmt);
   return rc;
+}
+
+/* Reads in turn: there is no round trip to save. Every statement is
+ * prepared and its parameters counted first, so that a bad read fails the
+ * call before any read has run. */
+static int sqlite_read_many(uow_store_conn *conn, const uow_read *reads, size_t n, size_t *failed,
+                            uow_status *st) {
+  *failed = n;
+  for (size_t i = 0; i < n; i++) {
+    const uow_read *r = &reads[i];
+    stmt_key key;
+    sqlite3_stmt *stmt = NULL;
+    int rc = check_entity(r->entity, st);
+    if (!rc)
+      rc = read_key(r->entity, r->where, r->nparams, &key, st);
+    if (!rc)
+      rc = statement_for(conn, &key, &stmt, st);
+    if (!rc && (size_t)sqlite3_bind_parameter_count(stmt) != r->nparams)
+      rc = uow_status_set(st, UOW_EINVAL, "the statement has %d parameters but %zu were given",
+                          sqlite3_bind_parameter_count(stmt), r->nparams);
+    if (rc) {
+      *failed = i;
+      return rc;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const uow_read *r = &reads[i];
+    int rc =
+        sqlite_read(conn, r->entity, r->where, r->params, r->nparams, r->flags, r->fn, r->ctx, st);
+    if (rc) {
+      *failed = i;
+      return rc;
+    }
+  }
+  return UOW_OK;
 }
 
 /* ---- writes ---- */
@@ -1148,14 +1196,36 @@ static int sqlite_begin(uow_store_conn *conn, uow_isolation isolation, unsigned 
   return rc;
 }
 
+/* Whether a COMMIT that failed with `src` may have committed all the same.
+ * In WAL mode the commit record is a frame appended to the log, then synced,
+ * then published in the shared-memory index. When the sync or the index
+ * fails, this process sees the transaction rolled back, but the frame may be
+ * in the file: if the process dies before the log is written over or
+ * checkpointed, WAL recovery at the next open keeps it. (A rollback journal
+ * has no such window: a failure before the journal is finalized leaves it
+ * hot, and it is played back.) */
+static bool commit_in_doubt(const uow_store_conn *conn, int src) {
+  return strcmp(conn->drv->journal_mode, "wal") == 0 &&
+         (src == SQLITE_IOERR_FSYNC || src == SQLITE_IOERR_SHMMAP || src == SQLITE_IOERR_SHMSIZE);
+}
+
 /* A failed COMMIT leaves the transaction open (SQLITE_BUSY) or rolled back,
- * never half done: it reports a conflict or an error, never UOW_EINDOUBT. */
+ * never half done; but see commit_in_doubt() for whether it stays so. */
 static int sqlite_commit(uow_store_conn *conn, uow_status *st) {
+  char name[96];
   int rc = check_transaction(conn, st);
-  if (!rc)
-    rc = run_to_done(conn, conn->fixed[FIXED_COMMIT], st);
+  if (rc)
+    return rc;
+  rc = run_to_done(conn, conn->fixed[FIXED_COMMIT], st);
+  int src = rc ? sqlite3_extended_errcode(conn->db) : SQLITE_OK;
   if (!rc)
     conn->in_tx = false;
+  else if (commit_in_doubt(conn, src))
+    rc = uow_status_set(st, UOW_EINDOUBT,
+                        "%s (%s) while making the commit durable: SQLite rolled it back in this "
+                        "process, but its record may be in the write-ahead log, where recovery "
+                        "after a crash would keep it",
+                        sqlite3_errmsg(conn->db), code_name(src, name, sizeof(name)));
   return rc;
 }
 
@@ -1227,7 +1297,9 @@ static int sqlite_exec(uow_store_conn *conn, const char *sql, const uow_value *p
     return rc;
   if (!sql)
     return uow_status_set(st, UOW_EINVAL, "no SQL statement");
-  return run_text(conn, sql, params, nparams, affected, st);
+  rc = run_text(conn, sql, params, nparams, affected, st);
+  /* Say so at the statement that ended the transaction, not at the next one. */
+  return rc ? rc : check_transaction(conn, st);
 }
 
 static int sqlite_query_int64(uow_store_conn *conn, const char *sql, const uow_value *params,
@@ -1292,4 +1364,5 @@ const uow_store_ops uow__sqlite_store = {
     .round_trips = sqlite_round_trips,
     .prepare_ready = NULL,
     .query_int64 = sqlite_query_int64,
+    .read_many = sqlite_read_many,
 };

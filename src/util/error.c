@@ -48,14 +48,24 @@ void uow__redact_url(const char *url, char *out, size_t cap) {
     return;
   const char *scheme_end = strstr(url, "://");
   const char *authority = scheme_end ? scheme_end + 3 : NULL;
-  const char *slash = authority ? strchr(authority, '/') : NULL;
-  /* The last '@' before the path ends the credentials: a password may hold a
-   * raw '@' (the Redis URL parser splits there too), and masking only up to
-   * the first one would show the rest of it. */
+  /* The last '@' before the path ends the credentials: a password may hold
+   * a raw '@' (the Redis URL parser splits there too), and masking only up to
+   * the first one would show the rest of it. With no '@' before the first
+   * '/', a raw '/' may be in the password (libpq then misreads the URL, and
+   * its message must not show it either): the last '@' before the query is
+   * taken. An '@' in the path then masks more than the password, never less. */
+  const char *slash = authority ? authority + strcspn(authority, "/") : NULL;
+  const char *end = authority ? authority + strcspn(authority, "?#") : NULL;
   const char *at = NULL;
-  for (const char *p = authority; p && *p && (!slash || p < slash); p++)
+  for (const char *p = authority; p && p < slash; p++)
     if (*p == '@')
       at = p;
+  const char *late = NULL;
+  for (const char *p = slash; p && !at && p < end; p++)
+    if (*p == '@')
+      late = p;
+  if (!at)
+    at = late;
   if (at) {
     const char *colon = memchr(authority, ':', (size_t)(at - authority));
     if (colon) {
@@ -70,6 +80,17 @@ params:;
   while (p) {
     char *value = p + strlen("password=");
     size_t len = strcspn(value, "& ");
+    if (*value == '\'') { /* conninfo quoting: 'a\'b c' */
+      len = 1;
+      while (value[len] && value[len] != '\'') {
+        if (value[len] == '\\' && value[len + 1])
+          len++;
+        len++;
+      }
+      if (value[len])
+        len++;
+      len += strcspn(value + len, "& "); /* what follows the quote, up to a separator */
+    }
     size_t tail = strlen(value + len);
     if ((size_t)(value - out) + 3 + tail + 1 > cap) {
       *value = '\0'; /* no room to mask in place: cut the rest off */

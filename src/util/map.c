@@ -92,3 +92,15 @@ uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed) {
   h ^= h >> 33;
   return h;
 }
+
+uint64_t uow__hash_u64(uint64_t x, uint64_t seed) {
+  /* The MurmurHash3 finaliser: every input bit reaches every output bit, so
+   * the low bits the table uses differ even for aligned pointers. */
+  x ^= seed;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}

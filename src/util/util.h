@@ -34,7 +34,8 @@ char *uow__strndup(const char *s, size_t n);
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
 typedef struct uow_arena {
-  uow_arena_block *head;
+  uow_arena_block *head;  /* blocks in use, newest first */
+  uow_arena_block *spare; /* blocks kept by uow__arena_recycle, reused first */
   size_t next_size;
 } uow_arena;
 void uow__arena_init(uow_arena *arena);
@@ -42,6 +43,8 @@ void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligne
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
 void uow__arena_free(uow_arena *arena);
+/* Forget every allocation but keep up to `keep` bytes of blocks for reuse. */
+void uow__arena_recycle(uow_arena *arena, size_t keep);
 
 /* ---- byte buffer (buf.c): append-only text; `failed` sticks after ENOMEM ---- */
 typedef struct uow_buf {
@@ -88,6 +91,8 @@ int uow__map_put(uow_map *map, uint64_t hash,
 bool uow__map_remove(uow_map *map, uint64_t hash, const void *value);
 void uow__map_free(uow_map *map);
 uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed);
+/* A 64-bit integer (a key, a pointer) hashed without a byte loop. */
+uint64_t uow__hash_u64(uint64_t x, uint64_t seed);
 
 /* ---- values and columns (value.c) ---- */
 /* Read the member of `object` described by `col` into a uow_value (no copy). */
@@ -103,6 +108,10 @@ uint64_t uow__value_hash(const uow_value *value);
 bool uow__identifier_ok(const char *name);
 /* The value of a hexadecimal digit (either case), or -1. */
 int uow__hex_digit(char c);
+/* Bytes in one text or blob value: no store takes more (PostgreSQL's wire
+ * format counts them in an int, SQLite's hard limit is the same), and a
+ * larger size_t is most likely a negative count converted. */
+#define UOW__VALUE_MAX ((size_t)0x7fffffff)
 
 /* ---- time (clock.c) ---- */
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME). */

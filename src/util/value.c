@@ -74,7 +74,9 @@ size_t uow__entity_key_index(const uow_entity *entity) {
 uint64_t uow__value_hash(const uow_value *value) {
   if (value->type == UOW_TEXT || value->type == UOW_BLOB)
     return uow__hash_bytes(value->v.bytes.data, value->v.bytes.size, 0x75);
-  return uow__hash_bytes(&value->v.i, sizeof(value->v.i), 0x69);
+  uint64_t bits; /* the union's 8 bytes: int64, double or (zero-padded) bool */
+  memcpy(&bits, &value->v.i, sizeof(bits));
+  return uow__hash_u64(bits, 0x69);
 }
 
 bool uow__identifier_ok(const char *name) {
