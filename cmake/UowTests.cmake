@@ -14,7 +14,9 @@
 # becomes a CTest test `<name>.<fn>`, or `<name>.<store>.<fn>` per store, which
 # runs `<name> <fn>`; the executable must call cmocka_set_test_filter(argv[1])
 # and return cmocka_run_group_tests()'s result. The sources are configure
-# dependencies, so adding a test and rebuilding registers it.
+# dependencies, so adding a test and rebuilding registers it. In a suite with
+# STORES, a test named `sqlite_...` or `postgresql_...` is about that store
+# alone and is registered for it only (never as a skipped test of the others).
 #
 # Environment each test gets:
 #   UOW_TEST_NAME      the cmocka test name
@@ -86,6 +88,12 @@ if(UOW_TSAN)
     endif()
     list(APPEND UOW_TEST_SANITIZER_ENV "TSAN_OPTIONS=${_uow_tsan_options}")
   endif()
+endif()
+
+# valgrind (cmake/UowValgrind.cmake): tests that must keep to a time budget
+# may do less work under it (never skip), and say so.
+if(UOW_VALGRIND)
+  list(APPEND UOW_TEST_SANITIZER_ENV "UOW_TEST_VALGRIND=1")
 endif()
 
 # Define fixture.<kind>.start/stop once, the first time a test needs them.
@@ -214,6 +222,10 @@ function(uow_add_test_suite name)
     list(REMOVE_DUPLICATES labels)
 
     foreach(test IN LISTS tests)
+      if(NOT store STREQUAL "-" AND test MATCHES "^(sqlite|postgresql)_" AND
+         NOT test MATCHES "^${store}_")
+        continue()
+      endif()
       set(ctest_name ${name})
       if(NOT store STREQUAL "-")
         string(APPEND ctest_name ".${store}")
@@ -226,7 +238,8 @@ function(uow_add_test_suite name)
       endif()
       set(workdir "${CMAKE_CURRENT_BINARY_DIR}/work/${ctest_name}")
       file(MAKE_DIRECTORY "${workdir}")
-      add_test(NAME ${ctest_name} COMMAND ${name} ${args} WORKING_DIRECTORY "${workdir}")
+      add_test(NAME ${ctest_name} COMMAND ${UOW_TEST_LAUNCHER} $<TARGET_FILE:${name}> ${args}
+               WORKING_DIRECTORY "${workdir}")
       set_tests_properties(${ctest_name} PROPERTIES
         ENVIRONMENT "${env};UOW_TEST_NAME=${test};UOW_TEST_TMPDIR=${workdir}"
         LABELS "${labels}"

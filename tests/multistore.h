@@ -33,8 +33,8 @@ typedef struct ms_row {
 typedef struct ms_world {
   ms_topology topology;
   size_t nstores;
-  const char *names[MS_STORES_MAX];           /* store names, in the order added */
-  const uow_entity *entities[MS_STORES_MAX];  /* the table of each */
+  const char *names[MS_STORES_MAX];          /* store names, in the order added */
+  const uow_entity *entities[MS_STORES_MAX]; /* the table of each */
   char urls[MS_STORES_MAX][2048];
   char dir[1024]; /* temporary directory of the SQLite file */
 } ms_world;

@@ -445,8 +445,8 @@ uow_env *test_world_other(test_world *world, const char *sqlite_query) {
 
 /* ---- servers of a test's own ---- */
 
-void test_server_script(const char *kind, const char *verb, const char *dir,
-                        const char *env_prefix, char *out, size_t cap) {
+void test_server_script(const char *kind, const char *verb, const char *dir, const char *env_prefix,
+                        char *out, size_t cap) {
   char cmd[4096];
   snprintf(cmd, sizeof(cmd), "%s bash '%s/scripts/%s-test-server.sh' %s '%s'%s", env_prefix,
            getenv("UOW_SOURCE_DIR"), kind, verb, dir, out ? "" : " >/dev/null");

@@ -138,8 +138,8 @@ bool test_text(uow_env *env, const char *sql, char *buf, size_t cap);
 /* Run scripts/<kind>-test-server.sh VERB DIR (kind "pg" or "redis") with
  * `env_prefix` (e.g. "PG_MAX_PREPARED=0", or "") before it; the first line of
  * its output goes to `out` when not NULL. Fails the test if the script fails. */
-void test_server_script(const char *kind, const char *verb, const char *dir,
-                        const char *env_prefix, char *out, size_t cap);
+void test_server_script(const char *kind, const char *verb, const char *dir, const char *env_prefix,
+                        char *out, size_t cap);
 
 /* ---- cmocka fixtures: a world with one environment ---- */
 

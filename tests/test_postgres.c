@@ -2,9 +2,10 @@
  * test_postgres.c - what only a server store shows: round trips per unit,
  * large batches as multi-row INSERTs, the classic lost-update race under
  * REPEATABLE READ, a connection lost inside a unit and inside its COMMIT, a
- * pooled connection whose backend died between units, and a real server
- * restart between units. Runs against the PostgreSQL 15 that the CTest
- * fixture starts (scripts/pg-test-server.sh, which also restarts it).
+ * pooled connection whose backend died between units, a real server restart
+ * between units, and uow_fetch's reads in one round trip. Runs against the
+ * PostgreSQL 15 that the CTest fixture starts (scripts/pg-test-server.sh,
+ * which also restarts it).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -18,9 +19,11 @@
 #include <pthread.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "core/core.h"
 #include "support.h"
@@ -120,6 +123,135 @@ static void commit_of_updates_and_deletes_costs_one_round_trip(void **state) {
   snprintf(where, sizeof(where), "id = %lld AND seats = 9 AND version = 2", (long long)course_id);
   assert_int_equal(test_count(w->env, "courses", where), 1);
   assert_int_equal(test_count(w->env, "profiles", NULL), 0);
+}
+
+/* uow_fetch sends a get and a find in one pipeline: W2's two reads, one round
+ * trip, as the hand-written libpq reference sends them. */
+static void fetch_of_a_get_and_a_find_costs_one_round_trip(void **state) {
+  test_world *w = *state;
+  int64_t first = seed_course(w->env, "Joined", 10);
+  int64_t id = seed_course(w->env, "Fetched", 10);
+  uow_unit *unit;
+  EOK(w->env, uow_begin(w->env, &unit));
+  course *c;
+  UOK(unit, uow_get(unit, &course_entity, &first, (void **)&c)); /* joins the store */
+  uow_store_conn *conn;
+  uint64_t before = round_trips(unit, &conn);
+  void **rows;
+  size_t count;
+  uow_value params[] = {uow_int64(id), uow_text("ada")};
+  uow_fetch_item items[] = {
+      uow_fetch_get(&course_entity, &id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ? AND learner = ?", params, 2, 0, &rows,
+                     &count),
+  };
+  UOK(unit, uow_fetch(unit, items, 2));
+  uint64_t fetched = unit->stores[0].store->ops->round_trips(conn);
+  assert_string_equal(c->title, "Fetched");
+  assert_int_equal(count, 0);
+  c->seats = 9;
+  enrollment *e;
+  UOK(unit, uow_new(unit, &enrollment_entity, (void **)&e));
+  e->course = c;
+  e->learner = "ada";
+  UOK(unit, uow_commit(unit));
+  uint64_t after = unit->stores[0].store->ops->round_trips(conn);
+  uow_end(unit);
+  printf("a fetch of a get and a find: %llu round trip(s); with the commit: %llu\n",
+         (unsigned long long)(fetched - before), (unsigned long long)(after - before));
+  assert_int_equal(fetched - before, 1);
+  assert_int_equal(after - before, 2);
+  assert_int_equal(test_count(w->env, "enrollments", NULL), 1);
+}
+
+/* A fetch that the store refuses before running it (a wrong parameter count)
+ * sends nothing at all. */
+static void fetch_with_a_bad_item_sends_nothing(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "Refused", 10);
+  uow_unit *unit;
+  EOK(w->env, uow_begin(w->env, &unit));
+  course *c;
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c)); /* joins the store */
+  uow_store_conn *conn;
+  uint64_t before = round_trips(unit, &conn);
+  int64_t other = id + 1;
+  void **rows;
+  size_t count;
+  uow_value params[] = {uow_int64(id), uow_int64(2)};
+  uow_fetch_item items[] = {
+      uow_fetch_get(&course_entity, &other, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ?", params, 2, 0, &rows, &count),
+  };
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  assert_contains(uow_errmsg(unit), "fetch item 1 (find enrollment)");
+  assert_contains(uow_errmsg(unit), "placeholders");
+  assert_int_equal(unit->stores[0].store->ops->round_trips(conn) - before, 0);
+  uow_end(unit);
+}
+
+/* A DATE column read into text: libuow has no binary decoding for it, so the
+ * first batch that meets it runs those reads again asking for text. */
+typedef struct dated {
+  int64_t id;
+  char *day;
+} dated;
+static const uow_column dated_columns[] = {
+    UOW_COLUMN(dated, id, UOW_INT64, UOW_PRIMARY_KEY),
+    UOW_COLUMN(dated, day, UOW_TEXT, 0),
+};
+static const uow_entity dated_entity = UOW_ENTITY(dated, "dated", dated_columns);
+
+static void fetch_reads_a_type_without_binary_decoding_again_as_text(void **state) {
+  test_world *w = *state;
+  static const char *const ddl[] = {
+      "DROP TABLE IF EXISTS dated",
+      "CREATE TABLE dated (id BIGINT PRIMARY KEY, day DATE NOT NULL)",
+      "INSERT INTO dated VALUES (1, '2024-01-02'), (2, '2024-03-04')",
+  };
+  run_statements(w->env, ddl, 3);
+  EOK(w->env, uow_env_map(w->env, &dated_entity, "main"));
+  int64_t id = seed_course(w->env, "Dated", 10);
+  uow_unit *unit;
+  EOK(w->env, uow_begin(w->env, &unit));
+  course *c;
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c)); /* joins the store */
+  uow_store_conn *conn;
+  uint64_t before = round_trips(unit, &conn);
+  int64_t one = 1;
+  dated *d;
+  void **rows;
+  size_t count;
+  uow_value min = uow_int64(0);
+  uow_fetch_item items[] = {
+      uow_fetch_get(&dated_entity, &one, 0, (void **)&d),
+      uow_fetch_find(&dated_entity, "id > ? ORDER BY id", &min, 1, 0, &rows, &count),
+  };
+  UOK(unit, uow_fetch(unit, items, 2));
+  uint64_t first = unit->stores[0].store->ops->round_trips(conn) - before;
+  assert_string_equal(d->day, "2024-01-02");
+  assert_int_equal(count, 2);
+  assert_ptr_equal(rows[0], d);
+  assert_string_equal(((dated *)rows[1])->day, "2024-03-04");
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+
+  /* The statements remember it: the next fetch is one round trip. */
+  EOK(w->env, uow_begin(w->env, &unit));
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
+  before = round_trips(unit, &conn);
+  int64_t two = 2;
+  items[0] = uow_fetch_get(&dated_entity, &two, 0, (void **)&d);
+  UOK(unit, uow_fetch(unit, items, 2));
+  uint64_t second = unit->stores[0].store->ops->round_trips(conn) - before;
+  assert_string_equal(d->day, "2024-03-04");
+  assert_int_equal(count, 2);
+  assert_ptr_equal(rows[1], d);
+  uow_end(unit);
+  printf("fetch meeting a DATE column: %llu round trip(s), then %llu\n", (unsigned long long)first,
+         (unsigned long long)second);
+  assert_int_equal(first, 3); /* the batch, then each of its two reads again */
+  assert_int_equal(second, 1);
 }
 
 /* A stale row aborts the pipeline before the COMMIT queued behind it: the
@@ -600,6 +732,71 @@ static void server_restart_between_units_replaces_the_stale_pooled_connection(vo
   assert_int_equal(test_count(w->env, "courses", where), 1);
 }
 
+/* ---- NOTIFY only while a relay listens ---- */
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static void commit_event(uow_env *env, const char *key) {
+  uow_unit *unit;
+  EOK(env, uow_begin(env, &unit));
+  UOK(unit, uow_emit(unit, "notify.test", key, "x", 1));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
+/* The notifications `listener` holds once a NOTIFY sent after every earlier
+ * commit has arrived: the server queues notifications in commit order. */
+static int notifications_so_far(PGconn *listener, PGconn *other) {
+  PQclear(PQexec(other, "NOTIFY uow_outbox, 'sentinel'"));
+  int count = 0;
+  for (;;) {
+    assert_int_equal(PQconsumeInput(listener), 1);
+    PGnotify *note;
+    bool sentinel = false;
+    while ((note = PQnotifies(listener)) != NULL) {
+      if (strcmp(note->extra, "sentinel") == 0)
+        sentinel = true;
+      else
+        count++;
+      PQfreemem(note);
+    }
+    if (sentinel)
+      return count;
+    sleep_ms(1);
+  }
+}
+
+static void commits_notify_only_while_a_relay_listens(void **state) {
+  test_world *w = *state;
+  const char *url = getenv("UOW_TEST_PG_URL");
+  PGconn *listener = PQconnectdb(url), *other = PQconnectdb(url);
+  assert_int_equal(PQstatus(listener), CONNECTION_OK);
+  assert_int_equal(PQstatus(other), CONNECTION_OK);
+  PQclear(PQexec(listener, "LISTEN uow_outbox"));
+
+  /* A new connection notifies and asks: no relay (a listener of another
+   * name is not one), so the next commits stay silent. */
+  commit_event(w->env, "a");
+  assert_int_equal(notifications_so_far(listener, other), 1);
+  commit_event(w->env, "b");
+  commit_event(w->env, "c");
+  assert_int_equal(notifications_so_far(listener, other), 0);
+
+  /* A relay's connection names itself; writers see it at their next check. */
+  PQclear(PQexec(listener, "SET application_name = 'uow_relay'"));
+  sleep_ms(1100);            /* the check runs at most once a second */
+  commit_event(w->env, "d"); /* asks again: a relay listens */
+  commit_event(w->env, "e");
+  assert_int_equal(notifications_so_far(listener, other), 1);
+  commit_event(w->env, "f");
+  assert_int_equal(notifications_so_far(listener, other), 1);
+  PQfinish(listener);
+  PQfinish(other);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
@@ -607,7 +804,11 @@ int main(int argc, char **argv) {
   /* clang-format off */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(flush_and_commit_of_inserts_cost_one_round_trip, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(commits_notify_only_while_a_relay_listens, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_of_updates_and_deletes_costs_one_round_trip, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_of_a_get_and_a_find_costs_one_round_trip, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_with_a_bad_item_sends_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_reads_a_type_without_binary_decoding_again_as_text, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(stale_row_in_a_pipelined_commit_is_a_conflict_and_commits_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(second_repeatable_read_writer_gets_conflict_and_one_change_is_stored, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_inside_a_unit_gives_eio, test_setup, test_teardown),

@@ -739,6 +739,35 @@ static void command_sink_failure_exit_status_is_eio_and_nothing_counts_delivered
   assert_int_equal(uow_sink_command("true", NULL), UOW_EINVAL);
 }
 
+/* Leading assignments often carry credentials: messages skip them. */
+static void command_sink_messages_never_quote_leading_assignments(void **state) {
+  (void)state;
+  uow_delivery batch[1] = {event("main:1", "t", "k", "a", 1)};
+  char err[512];
+  size_t delivered;
+  uow_sink sink;
+
+  assert_int_equal(uow_sink_command(" API_TOKEN=s3cret-1 X=s3cret-2 exit 4", &sink), 0);
+  assert_int_equal(deliver(&sink, batch, 1, &delivered, err, sizeof(err)), UOW_EIO);
+  assert_non_null(strstr(err, "'exit'"));
+  assert_null(strstr(err, "s3cret"));
+  uow_sink_close(&sink);
+
+  /* a quoted value cannot be skipped word by word: the command goes unnamed */
+  assert_int_equal(uow_sink_command("API_TOKEN='s3cret 1' exit 5", &sink), 0);
+  assert_int_equal(deliver(&sink, batch, 1, &delivered, err, sizeof(err)), UOW_EIO);
+  assert_non_null(strstr(err, "'command'"));
+  assert_non_null(strstr(err, "status 5"));
+  assert_null(strstr(err, "s3cret"));
+  uow_sink_close(&sink);
+
+  /* a word with '=' that is not an assignment is the command's name */
+  assert_int_equal(uow_sink_command("/bin/sh -c 'exit 6' a=b", &sink), 0);
+  assert_int_equal(deliver(&sink, batch, 1, &delivered, err, sizeof(err)), UOW_EIO);
+  assert_non_null(strstr(err, "'/bin/sh'"));
+  uow_sink_close(&sink);
+}
+
 static void command_sink_that_exits_without_reading_does_not_kill_the_process(void **state) {
   (void)state;
   enum { N = 2000 };
@@ -901,6 +930,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(redis_url_parses_host_port_db_and_credentials),
       cmocka_unit_test(redis_url_password_never_appears_in_messages),
       cmocka_unit_test(command_sink_writes_one_json_line_per_event),
+      cmocka_unit_test(command_sink_messages_never_quote_leading_assignments),
       cmocka_unit_test(command_sink_base64_encodes_payloads_that_are_not_utf8),
       cmocka_unit_test(command_sink_escapes_control_characters_and_quotes),
       cmocka_unit_test(command_sink_output_decodes_to_the_original_payloads),

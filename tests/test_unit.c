@@ -2,7 +2,8 @@
  * test_unit.c - the core behaviour of a unit of work, against a real store:
  * identity map, change tracking, versions, flush order, queries, savepoints,
  * hooks, outbox events, exec, uow_run, errors and misuse, column types,
- * mapping checks, multi-store refusal and concurrency.
+ * mapping checks, multi-store refusal, concurrency, and uow_fetch (several
+ * reads at once, also from a store of store ABI 2).
  *
  * Run against SQLite (default) or PostgreSQL with UOW_TEST_STORE; every test
  * means the same thing on both. What a test checks in the database is read
@@ -18,9 +19,11 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "support.h"
+#include "uow/store.h"
 
 /* ---- helpers ---- */
 
@@ -1938,6 +1941,309 @@ static void for_update_read_takes_the_write_lock_up_front(void **state) {
       COUNT(w->env, "courses", "id = %lld AND seats = 8 AND version = 3", (long long)id), 1);
 }
 
+/* ---- uow_fetch: several reads at once ---- */
+
+static void seed_enrollment(uow_env *env, int64_t course_id, const char *learner) {
+  uow_unit *unit = begin(env);
+  enrollment *e = NULL;
+  UOK(unit, uow_new(unit, &enrollment_entity, (void **)&e));
+  e->course_id = course_id;
+  e->learner = dup(unit, learner);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
+static course *get_course(uow_unit *unit, int64_t id) {
+  course *c = NULL;
+  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c));
+  assert_non_null(c);
+  return c;
+}
+
+static void fetch_returns_the_objects_that_get_and_find_return(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "Fetched", 10);
+  int64_t other = seed_course(w->env, "Other", 10);
+  seed_enrollment(w->env, id, "ada");
+  seed_enrollment(w->env, id, "bob");
+  seed_enrollment(w->env, other, "cy");
+  uow_unit *unit = begin(w->env);
+  course *c = NULL;
+  void **rows = NULL;
+  size_t count = 0;
+  uow_value params[] = {uow_int64(id)};
+  uow_fetch_item items[] = {
+      uow_fetch_get(&course_entity, &id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ? ORDER BY learner", params, 1, 0, &rows,
+                     &count),
+  };
+  UOK(unit, uow_fetch(unit, items, 2));
+  assert_int_equal(items[0].rc, UOW_OK);
+  assert_int_equal(items[1].rc, UOW_OK);
+  assert_non_null(c);
+  assert_string_equal(c->title, "Fetched");
+  assert_int_equal(c->seats, 10);
+  assert_int_equal(count, 2);
+  assert_string_equal(((enrollment *)rows[0])->learner, "ada");
+  assert_string_equal(((enrollment *)rows[1])->learner, "bob");
+
+  /* The identity map holds them: get and find give the same pointers. */
+  assert_ptr_equal(get_course(unit, id), c);
+  void **again = NULL;
+  size_t n = 0;
+  UOK(unit,
+      uow_find(unit, &enrollment_entity, "course_id = ? ORDER BY learner", params, 1, &again, &n));
+  assert_int_equal(n, 2);
+  assert_ptr_equal(again[0], rows[0]);
+  assert_ptr_equal(again[1], rows[1]);
+
+  /* They are tracked like any other: a change is written at commit. */
+  c->seats = 9;
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  char cond[256];
+  assert_int_equal(
+      COUNT(w->env, "courses", "id = %lld AND seats = 9 AND version = 2", (long long)id), 1);
+}
+
+static void fetch_does_not_read_an_object_the_unit_holds(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_user(w->env, "held@example.com", "Held", 1.0);
+  int64_t second = seed_user(w->env, "twice@example.com", "Twice", 2.0);
+  uow_unit *unit = begin(w->env);
+  user *u = get_user(unit, id);
+  /* The row goes away in the unit's own transaction: a read would not find it. */
+  uow_value key = uow_int64(id);
+  UOK(unit, uow_exec(unit, "main", "DELETE FROM users WHERE id = ?", &key, 1));
+  user *a = NULL, *b = NULL;
+  uow_fetch_item items[] = {
+      uow_fetch_get(&user_entity, &id, UOW_FOR_UPDATE, (void **)&a),
+      uow_fetch_get(&user_entity, &id, 0, (void **)&b),
+  };
+  UOK(unit, uow_fetch(unit, items, 2));
+  assert_ptr_equal(a, u);
+  assert_ptr_equal(b, u);
+
+  /* Two gets of one key not held yet: read once, one object for both. */
+  uow_fetch_item twice[] = {
+      uow_fetch_get(&user_entity, &second, 0, (void **)&a),
+      uow_fetch_get(&user_entity, &second, UOW_FOR_UPDATE, (void **)&b),
+  };
+  UOK(unit, uow_fetch(unit, twice, 2));
+  assert_non_null(a);
+  assert_ptr_equal(a, b);
+  assert_string_equal(a->email, "twice@example.com");
+
+  /* An object deleted in this unit is not found, as for uow_get. */
+  UOK(unit, uow_delete(unit, a));
+  uow_fetch_item deleted[] = {uow_fetch_get(&user_entity, &second, 0, (void **)&b)};
+  UCODE(unit, UOW_ENOTFOUND, uow_fetch(unit, deleted, 1));
+  assert_null(b);
+  assert_contains(uow_errmsg(unit), "deleted in this unit");
+  uow_end(unit);
+}
+
+static void fetch_of_a_missing_key_gives_notfound_in_its_item(void **state) {
+  test_world *w = *state;
+  seed_user(w->env, "present@example.com", "Present", 1.0);
+  uow_unit *unit = begin(w->env);
+  int64_t missing = 424242;
+  void *object = &object;
+  void **rows = NULL;
+  size_t count = 0;
+  uow_fetch_item items[] = {
+      uow_fetch_find(&user_entity, NULL, NULL, 0, 0, &rows, &count),
+      uow_fetch_get(&user_entity, &missing, 0, &object),
+  };
+  UCODE(unit, UOW_ENOTFOUND, uow_fetch(unit, items, 2));
+  assert_int_equal(items[0].rc, UOW_OK);
+  assert_int_equal(items[1].rc, UOW_ENOTFOUND);
+  assert_null(object);
+  assert_int_equal(count, 1); /* the other items are filled */
+  assert_string_equal(((user *)rows[0])->email, "present@example.com");
+  assert_contains(uow_errmsg(unit), "fetch item 1 (get user)");
+  /* Not finding is an answer, not a failure: the unit goes on. */
+  new_user(unit, "after-fetch@example.com", "After", 1.0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", NULL), 2);
+}
+
+static void fetch_for_update_blocks_a_second_units_writer(void **state) {
+  test_world *w = *state;
+  char cond[256];
+  int64_t id = seed_course(w->env, "Contended", 10);
+  uow_env *other = test_world_other(w, "?busy_timeout=50");
+
+  uow_unit *a = begin(w->env);
+  course *c = NULL;
+  void **rows = NULL;
+  size_t count = 0;
+  uow_value learner[] = {uow_int64(id), uow_text("ada")};
+  uow_fetch_item items[] = {
+      uow_fetch_get(&course_entity, &id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ? AND learner = ?", learner, 2, 0, &rows,
+                     &count),
+  };
+  UOK(a, uow_fetch(a, items, 2));
+  assert_int_equal(count, 0);
+
+  /* While A holds the lock, B's write of the same row cannot go through. */
+  uow_unit *b = begin(other);
+  if (!test_on_sqlite())
+    UOK(b, uow_exec(b, "main", "SET LOCAL lock_timeout = '100ms'", NULL, 0));
+  course *d = get_course(b, id);
+  d->seats = 1;
+  UCODE(b, UOW_ECONFLICT, uow_commit(b));
+  uow_end(b);
+
+  /* A, holding the lock, takes a seat and enrolls without a conflict. */
+  c->seats--;
+  enrollment *e = NULL;
+  UOK(a, uow_new(a, &enrollment_entity, (void **)&e));
+  e->course = c;
+  e->learner = dup(a, "ada");
+  UOK(a, uow_commit(a));
+  uow_end(a);
+  assert_int_equal(
+      COUNT(w->env, "courses", "id = %lld AND seats = 9 AND version = 2", (long long)id), 1);
+  assert_int_equal(test_count(w->env, "enrollments", NULL), 1);
+}
+
+static void fetch_refuses_bad_input_and_reads_nothing(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_user(w->env, "untouched@example.com", "Untouched", 1.0);
+  static const uow_column unmapped_columns[] = {
+      UOW_COLUMN(user, id, UOW_INT64, UOW_PRIMARY_KEY | UOW_GENERATED),
+  };
+  static const uow_entity unmapped = UOW_ENTITY(user, "unmapped_users", unmapped_columns);
+  uow_unit *unit = begin(w->env);
+  user *u = NULL;
+  void **rows = NULL;
+  size_t count = 0;
+  uow_value one = uow_int64(1);
+  uow_fetch_item items[2];
+  items[0] = uow_fetch_get(&user_entity, &id, 0, (void **)&u);
+
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, NULL, 1));
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 0));
+  assert_contains(uow_errmsg(unit), "at least 1");
+  items[1] = uow_fetch_get(&unmapped, &id, 0, (void **)&u);
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  assert_contains(uow_errmsg(unit), "fetch item 1 (get user): the entity is not mapped");
+  assert_int_equal(items[1].rc, UOW_EINVAL);
+  assert_null(u);
+  items[1] = uow_fetch_get(&user_entity, &id, 0, NULL);
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  items[1] = uow_fetch_find(&user_entity, "id = ?", NULL, 1, 0, &rows, &count);
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  items[1] = uow_fetch_find(&user_entity, "id = ?", &one, 1, 0, NULL, &count);
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  items[1] = uow_fetch_get(&user_entity, &id, 0, (void **)&u);
+  items[1].where = "id = ?";
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  assert_contains(uow_errmsg(unit), "fetch item 1 (get user)");
+
+  /* None of that read the row: it is gone in the unit's transaction, and a
+   * get now reads the store and finds nothing. */
+  uow_value key = uow_int64(id);
+  UOK(unit, uow_exec(unit, "main", "DELETE FROM users WHERE id = ?", &key, 1));
+  UCODE(unit, UOW_ENOTFOUND, uow_get(unit, &user_entity, &id, (void **)&u));
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+
+  /* A where clause with the wrong number of parameters: refused by the store
+   * before it runs any item, named in the message; the unit must roll back,
+   * as after uow_find. */
+  unit = begin(w->env);
+  uow_value two[] = {uow_int64(id), uow_int64(2)};
+  items[0] = uow_fetch_get(&user_entity, &id, 0, (void **)&u);
+  items[1] = uow_fetch_find(&user_entity, "id = ?", two, 2, 0, &rows, &count);
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  assert_contains(uow_errmsg(unit), "fetch item 1 (find user)");
+  assert_contains(uow_errmsg(unit), "store 'main'");
+  assert_int_equal(items[1].rc, UOW_EINVAL);
+  assert_null(u);
+  assert_null(rows);
+  UCODE(unit, UOW_EMISUSE, uow_get(unit, &user_entity, &id, (void **)&u));
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", NULL), 1);
+}
+
+/* A store of store ABI 2 (no read_many): the store under test, registered
+ * again under the scheme "abi2<scheme>" from a table exactly as long as an
+ * ABI 2 table, so that reading past it is caught under AddressSanitizer. */
+extern const uow_store_ops uow__sqlite_store;
+extern const uow_store_ops uow__postgres_store;
+
+static const uow_store_ops *store_under_test(void) {
+  return test_on_sqlite() ? &uow__sqlite_store : &uow__postgres_store;
+}
+
+static int abi2_open(const char *url, const uow_store_config *cfg, uow_store_driver **out,
+                     uow_status *st) {
+  return store_under_test()->open(url + strlen("abi2"), cfg, out, st);
+}
+
+static void register_abi2_store(void) {
+  static uow_store_ops *table; /* registered for the life of the process */
+  if (table)
+    return;
+  size_t size = offsetof(uow_store_ops, read_many);
+  table = malloc(size);
+  assert_non_null(table);
+  memcpy(table, store_under_test(), size);
+  table->scheme = test_on_sqlite() ? "abi2sqlite" : "abi2postgresql";
+  table->alias = NULL;
+  table->open = abi2_open;
+  table->abi = 1;
+  assert_int_equal(uow_register_store(table), UOW_EINVAL);
+  table->abi = 2;
+  assert_int_equal(uow_register_store(table), UOW_OK);
+}
+
+static void fetch_reads_one_item_at_a_time_from_a_store_of_abi_2(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "Old store", 10);
+  seed_enrollment(w->env, id, "ada");
+  register_abi2_store();
+  char url[4096];
+  snprintf(url, sizeof(url), "abi2%s", test_url());
+  uow_env *env = NULL;
+  EOK(env, uow_env_open(NULL, &env));
+  EOK(env, uow_env_add_store(env, "main", url));
+  EOK(env, uow_env_map(env, &course_entity, "main"));
+  EOK(env, uow_env_map(env, &enrollment_entity, "main"));
+
+  uow_unit *unit = begin(env);
+  course *c = NULL;
+  void **rows = NULL;
+  size_t count = 0;
+  int64_t missing = 424242;
+  void *none = &none;
+  uow_value params[] = {uow_int64(id)};
+  uow_fetch_item items[] = {
+      uow_fetch_get(&course_entity, &id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ?", params, 1, 0, &rows, &count),
+      uow_fetch_get(&course_entity, &missing, 0, &none),
+  };
+  UCODE(unit, UOW_ENOTFOUND, uow_fetch(unit, items, 3));
+  assert_string_equal(c->title, "Old store");
+  assert_int_equal(count, 1);
+  assert_string_equal(((enrollment *)rows[0])->learner, "ada");
+  assert_null(none);
+  assert_int_equal(items[2].rc, UOW_ENOTFOUND);
+  assert_ptr_equal(get_course(unit, id), c);
+
+  /* A failing item is named in the message, as with a store of ABI 3. */
+  items[1].where = "no_such_column = ?";
+  UCODE(unit, UOW_EINVAL, uow_fetch(unit, items, 2));
+  assert_contains(uow_errmsg(unit), "fetch item 1 (find enrollment)");
+  uow_end(unit);
+  uow_env_close(env);
+}
+
 int main(int argc, char **argv) {
   /* One entry per line: CMake registers a CTest test per entry. */
   // clang-format off
@@ -2007,6 +2313,12 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(threads_share_one_env, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(concurrent_writer_gets_conflict_not_a_hang, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(for_update_read_takes_the_write_lock_up_front, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_returns_the_objects_that_get_and_find_return, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_does_not_read_an_object_the_unit_holds, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_of_a_missing_key_gives_notfound_in_its_item, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_for_update_blocks_a_second_units_writer, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_refuses_bad_input_and_reads_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(fetch_reads_one_item_at_a_time_from_a_store_of_abi_2, test_setup, test_teardown),
   };
   // clang-format on
   if (argc > 1)

@@ -85,7 +85,8 @@ if not eval(sys.argv[2], {"d": d}):
 EOF
 }
 
-sql() { sqlite3 -batch -bail "$@"; }
+# A relay running beside (slow under valgrind) may hold the write lock: wait for it.
+sql() { sqlite3 -batch -bail -cmd ".timeout 10000" "$@"; }
 
 # ---- PostgreSQL: a database of the case's own ----
 
@@ -557,6 +558,24 @@ case_relay_once_with_a_failing_command_counts_a_retry() {
   ctl 0 status
   expect_row a "a sqlite yes no 0 0 1 0 sqlite:$WORK/a.db"
   expect_row b "b sqlite yes no 0 0 0 1 sqlite:$WORK/b.db"
+}
+
+case_relay_to_an_unreachable_redis_never_prints_its_password() {
+  sqlite_store main
+  add_event main.db u-1 1 t "'k'" "CAST('x' AS BLOB)"
+  local secret=RedisPw4uowctl
+  ctl 0 relay --once --redis-stream "redis://app:$secret@127.0.0.1:1/0" --stream s
+  expect_progress ctl.err "delivered 0  retried 1  dead 0  purged 0  backlog 1"
+  lacks ctl.err "$secret"
+  lacks ctl.out "$secret"
+  # The reason is kept with the event, masked.
+  local why
+  why=$(sql main.db "SELECT last_error FROM uow_outbox")
+  case "$why" in
+    *"$secret"*) fail "last_error shows the password: $why" ;;
+    *'app:***@'*) ;;
+    *) fail "last_error does not name the Redis URL: $why" ;;
+  esac
 }
 
 case_requeue_revives_dead_events() {
