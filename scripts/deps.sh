@@ -20,6 +20,7 @@ PACKAGES=(
   libhiredis-dev
   libcmocka-dev
   libinih-dev
+  valgrind
   python3
   python3-sqlalchemy
   python3-psycopg2
