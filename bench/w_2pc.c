@@ -66,7 +66,8 @@ static int pg_command(two_phase *t, const char *sql) {
 }
 
 static int open_stores(two_phase *t, const char *path, const char *url) {
-  int rc = sqlite3_open_v2(path, &t->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  int rc = sqlite3_open_v2(path, &t->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK)
     return lite_failed(t, rc, "open");
   if (lite_exec(t, "PRAGMA journal_mode=wal") || lite_exec(t, "PRAGMA synchronous=full") ||

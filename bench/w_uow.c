@@ -228,14 +228,16 @@ typedef struct enroll_request {
 
 static int enroll(uow_unit *unit, void *arg) {
   const enroll_request *req = arg;
+  /* Both reads in one round trip: the course locked, then the learner's enrollment. */
   course *c;
-  int rc = uow_get_ex(unit, &course_entity, &req->course_id, UOW_FOR_UPDATE, (void **)&c);
-  if (rc)
-    return rc;
-  uow_value params[] = {uow_int64(c->id), uow_text(req->learner)};
   void **rows;
   size_t n;
-  rc = uow_find(unit, &enrollment_entity, "course_id = ? AND learner = ?", params, 2, &rows, &n);
+  uow_value params[] = {uow_int64(req->course_id), uow_text(req->learner)};
+  uow_fetch_item reads[] = {
+      uow_fetch_get(&course_entity, &req->course_id, UOW_FOR_UPDATE, (void **)&c),
+      uow_fetch_find(&enrollment_entity, "course_id = ? AND learner = ?", params, 2, 0, &rows, &n),
+  };
+  int rc = uow_fetch(unit, reads, 2);
   if (rc)
     return rc;
   if (n)
