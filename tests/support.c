@@ -80,6 +80,14 @@ static const uow_column outbox_event_columns[] = {
 };
 const uow_entity outbox_event_entity = UOW_ENTITY(outbox_event, "uow_outbox", outbox_event_columns);
 
+static const uow_column card_columns[] = {
+    UOW_COLUMN(card, id, UOW_INT64, UOW_PRIMARY_KEY),
+    UOW_COLUMN(card, title, UOW_TEXT, 0),
+    UOW_COLUMN(card, score, UOW_DOUBLE, 0),
+    UOW_COLUMN(card, version, UOW_INT64, UOW_VERSION),
+};
+const uow_entity card_entity = UOW_ENTITY(card, "cards", card_columns);
+
 /* Mapped in this order: a referenced entity before the entities that reference it. */
 static const uow_entity *const test_entities[] = {
     &user_entity, &profile_entity, &course_entity, &enrollment_entity, &tag_entity, &note_entity};
@@ -310,16 +318,37 @@ typedef struct oracle_value {
   char text[1024];
 } oracle_value;
 
-static void sqlite_query(const char *path, const char *sql, oracle_value *out) {
+struct sqlite3 *test_sqlite_open(const char *url) {
+  char path[2048];
+  snprintf(path, sizeof(path), "%s", strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url);
+  path[strcspn(path, "?")] = '\0';
   sqlite3 *db = NULL;
-  sqlite3_stmt *stmt = NULL;
   if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
     char msg[512];
     snprintf(msg, sizeof(msg), "%s", db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
-    fail_msg("oracle: cannot open %s: %s", path, msg);
+    fail_msg("cannot open %s: %s", path, msg);
   }
   sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
+void test_sqlite_exec(const char *url, const char *sql) {
+  sqlite3 *db = test_sqlite_open(url);
+  char *err = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    fail_msg("%s: %s", sql, msg);
+  }
+  sqlite3_close(db);
+}
+
+static void sqlite_query(const char *url, const char *sql, oracle_value *out) {
+  sqlite3 *db = test_sqlite_open(url);
+  sqlite3_stmt *stmt = NULL;
   int src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
   if (src == SQLITE_OK)
     src = sqlite3_step(stmt);
@@ -363,10 +392,7 @@ static void pg_query(const char *url, const char *sql, oracle_value *out) {
 /* Run `sql` on the database of a libuow URL; SQLite URL options are not the path's. */
 static void oracle(const char *url, const char *sql, oracle_value *out) {
   if (strncmp(url, "sqlite:", 7) == 0) {
-    char path[2048];
-    snprintf(path, sizeof(path), "%s", url + 7);
-    path[strcspn(path, "?")] = '\0';
-    sqlite_query(path, sql, out);
+    sqlite_query(url, sql, out);
   } else {
     pg_query(url, sql, out);
   }

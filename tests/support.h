@@ -71,6 +71,15 @@ typedef struct note {
   uow_blob data; /* NULLABLE */
 } note;
 
+/* Objects in Redis under "cards:<id>" (map card_entity to a Redis store): a
+ * version column, as a store that cannot join a transaction needs. */
+typedef struct card {
+  int64_t id;
+  char *title;
+  double score;
+  int64_t version;
+} card;
+
 /* The columns of the library's uow_outbox table that tests read (mapped read-only:
  * after uow_env_create_schema, so the library creates that table itself). */
 typedef struct outbox_event {
@@ -90,6 +99,7 @@ extern const uow_entity enrollment_entity;
 extern const uow_entity tag_entity;
 extern const uow_entity note_entity;
 extern const uow_entity outbox_event_entity;
+extern const uow_entity card_entity;
 
 /* ---- the store under test ---- */
 
@@ -132,6 +142,12 @@ long test_count_at(const char *url, const char *table, const char *where);
 int64_t test_int(uow_env *env, const char *sql);
 /* The first column of the first row as text into buf; false when it is SQL NULL. */
 bool test_text(uow_env *env, const char *sql, char *buf, size_t cap);
+/* The SQLite database of `url` (sqlite:PATH[?options]) opened read-write with
+ * a 10 s busy timeout; close it with sqlite3_close. Failing to open fails the test. */
+struct sqlite3 *test_sqlite_open(const char *url);
+/* Run `sql` (one or more statements) on the SQLite database of `url`; a
+ * failure fails the test. */
+void test_sqlite_exec(const char *url, const char *sql);
 
 /* ---- servers of a test's own ---- */
 

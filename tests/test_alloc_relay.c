@@ -315,20 +315,6 @@ static void relay_to_a_redis_stream_delivers_every_event_after_any_failure(void 
 
 /* ---- scenario: objects in Redis through intents ---- */
 
-typedef struct card {
-  int64_t id;
-  char *title;
-  double score;
-  int64_t version;
-} card;
-static const uow_column card_columns[] = {
-    UOW_COLUMN(card, id, UOW_INT64, UOW_PRIMARY_KEY),
-    UOW_COLUMN(card, title, UOW_TEXT, 0),
-    UOW_COLUMN(card, score, UOW_DOUBLE, 0),
-    UOW_COLUMN(card, version, UOW_INT64, UOW_VERSION),
-};
-static const uow_entity card_entity = UOW_ENTITY(card, "alloc_cards", card_columns);
-
 typedef struct cards_world {
   uow_env *env; /* test_env_open(), with the cache store */
   int commit;   /* the unit's commit */
@@ -355,7 +341,7 @@ static void cards_setup(void *ctx) {
 
 static void cards_teardown(void *ctx) {
   cards_world *w = ctx;
-  freeReplyObject(redis_command("DEL alloc_cards:1 alloc_cards:2 alloc_cards:3"));
+  freeReplyObject(redis_command("DEL cards:1 cards:2 cards:3"));
   test_env_close(w->env);
 }
 
@@ -376,7 +362,7 @@ static int take_all(void *ctx, const uow_delivery *events, size_t n, size_t *del
 static void cards_prepare(void *ctx, long point) {
   cards_world *w = ctx;
   (void)point;
-  freeReplyObject(redis_command("DEL alloc_cards:1 alloc_cards:2 alloc_cards:3"));
+  freeReplyObject(redis_command("DEL cards:1 cards:2 cards:3"));
   torture_env_exec(w->env, "DELETE FROM users", "DELETE FROM uow_outbox",
                    "INSERT INTO users (id, email, name, score, version) "
                    "VALUES (1001, 'ada@example.com', 'Ada', 10, 1)",
@@ -442,11 +428,11 @@ static int cards_run(void *ctx, char *msg, size_t cap) {
 
 static const torture_fact cards_facts[] = {
     {"users", "id = 1001 AND score = 11 AND version = 2", 1, "id = 1001 AND score = 10"},
-    {"uow_outbox", "kind = 'intent' AND event_key = 'alloc_cards:1'", 2,
-     "kind = 'intent' AND event_key = 'alloc_cards:1'"},
-    {"uow_outbox", "kind = 'intent' AND event_key = 'alloc_cards:2'", 1, NULL},
-    {"uow_outbox", "kind = 'intent' AND event_key = 'alloc_cards:3'", 2,
-     "kind = 'intent' AND event_key = 'alloc_cards:3'"},
+    {"uow_outbox", "kind = 'intent' AND event_key = 'cards:1'", 2,
+     "kind = 'intent' AND event_key = 'cards:1'"},
+    {"uow_outbox", "kind = 'intent' AND event_key = 'cards:2'", 1, NULL},
+    {"uow_outbox", "kind = 'intent' AND event_key = 'cards:3'", 2,
+     "kind = 'intent' AND event_key = 'cards:3'"},
     {"uow_outbox", "kind = 'event' AND topic = 'cards.changed'", 1, NULL},
 };
 
@@ -465,7 +451,7 @@ static void redis_cards(char *buf, size_t cap) {
   buf[0] = '\0';
   for (int id = 1; id <= 3; id++) {
     char key[32], title[32], version[32], deleted[8];
-    snprintf(key, sizeof(key), "alloc_cards:%d", id);
+    snprintf(key, sizeof(key), "cards:%d", id);
     redis_field(key, "title", title, sizeof(title));
     redis_field(key, "__version", version, sizeof(version));
     redis_field(key, "__deleted", deleted, sizeof(deleted));

@@ -267,20 +267,6 @@ static void server_without_prepared_transactions_decides_or_is_refused_clearly(v
 
 /* ---- recovery ---- */
 
-static void sqlite_exec(const char *url, const char *sql) {
-  sqlite3 *db;
-  assert_int_equal(sqlite3_open(url + strlen("sqlite:"), &db), SQLITE_OK);
-  char *err = NULL;
-  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-    char msg[512];
-    snprintf(msg, sizeof(msg), "%s", err ? err : "?");
-    sqlite3_free(err);
-    sqlite3_close(db);
-    fail_msg("%s: %s", sql, msg);
-  }
-  sqlite3_close(db);
-}
-
 /* Leave a prepared transaction in pg1 holding row `id`, as a crash would. */
 static void leave_prepared(const ms_world *w, const char *gid, int id) {
   char sql[512];
@@ -298,7 +284,7 @@ static void recover_commits_decided_units_and_rolls_back_undecided_ones(void **s
   /* Unit 1 reached its commit point: row and decision in SQLite. Unit 2 did not. */
   leave_prepared(&w, "uow1:00000000feedbeef-1:lite:pg1", 1);
   leave_prepared(&w, "uow1:00000000feedbeef-2:lite:pg1", 2);
-  sqlite_exec(w.urls[0], "INSERT INTO ms_a (id, note) VALUES (1, 'decided');"
+  test_sqlite_exec(w.urls[0], "INSERT INTO ms_a (id, note) VALUES (1, 'decided');"
                          "INSERT INTO uow_decision (unit_id, outcome, participants, created_at) "
                          "VALUES ('00000000feedbeef-1', 'commit', 'pg1', 0)");
 

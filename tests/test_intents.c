@@ -22,21 +22,6 @@
 
 #include "support.h"
 
-typedef struct card {
-  int64_t id;
-  char *title;
-  double score;
-  int64_t version;
-} card;
-
-static const uow_column card_columns[] = {
-    UOW_COLUMN(card, id, UOW_INT64, UOW_PRIMARY_KEY),
-    UOW_COLUMN(card, title, UOW_TEXT, 0),
-    UOW_COLUMN(card, score, UOW_DOUBLE, 0),
-    UOW_COLUMN(card, version, UOW_INT64, UOW_VERSION),
-};
-static const uow_entity card_entity = UOW_ENTITY(card, "cards", card_columns);
-
 typedef struct unversioned {
   int64_t id;
   char *title;

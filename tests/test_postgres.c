@@ -58,15 +58,22 @@ static uint64_t round_trips(uow_unit *unit, uow_store_conn **conn) {
   return us->store->ops->round_trips(us->conn);
 }
 
+/* Begin a unit that has joined the store by reading course `id` into *c;
+ * returns the connection's round trips so far. */
+static uint64_t begin_joined(test_world *w, int64_t id, uow_unit **unit, course **c,
+                             uow_store_conn **conn) {
+  EOK(w->env, uow_begin(w->env, unit));
+  UOK(*unit, uow_get(*unit, &course_entity, &id, (void **)c));
+  return round_trips(*unit, conn);
+}
+
 static void flush_and_commit_of_inserts_cost_one_round_trip(void **state) {
   test_world *w = *state;
   int64_t id = seed_course(w->env, "Pipelines", 10);
   uow_unit *unit;
-  EOK(w->env, uow_begin(w->env, &unit));
   course *c;
-  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c)); /* joins the store */
   uow_store_conn *conn;
-  uint64_t before = round_trips(unit, &conn);
+  uint64_t before = begin_joined(w, id, &unit, &c, &conn);
   for (int i = 0; i < 3; i++) {
     enrollment *e;
     UOK(unit, uow_new(unit, &enrollment_entity, (void **)&e));
@@ -132,11 +139,9 @@ static void fetch_of_a_get_and_a_find_costs_one_round_trip(void **state) {
   int64_t first = seed_course(w->env, "Joined", 10);
   int64_t id = seed_course(w->env, "Fetched", 10);
   uow_unit *unit;
-  EOK(w->env, uow_begin(w->env, &unit));
   course *c;
-  UOK(unit, uow_get(unit, &course_entity, &first, (void **)&c)); /* joins the store */
   uow_store_conn *conn;
-  uint64_t before = round_trips(unit, &conn);
+  uint64_t before = begin_joined(w, first, &unit, &c, &conn);
   void **rows;
   size_t count;
   uow_value params[] = {uow_int64(id), uow_text("ada")};
@@ -170,11 +175,9 @@ static void fetch_with_a_bad_item_sends_nothing(void **state) {
   test_world *w = *state;
   int64_t id = seed_course(w->env, "Refused", 10);
   uow_unit *unit;
-  EOK(w->env, uow_begin(w->env, &unit));
   course *c;
-  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c)); /* joins the store */
   uow_store_conn *conn;
-  uint64_t before = round_trips(unit, &conn);
+  uint64_t before = begin_joined(w, id, &unit, &c, &conn);
   int64_t other = id + 1;
   void **rows;
   size_t count;
@@ -213,11 +216,9 @@ static void fetch_reads_a_type_without_binary_decoding_again_as_text(void **stat
   EOK(w->env, uow_env_map(w->env, &dated_entity, "main"));
   int64_t id = seed_course(w->env, "Dated", 10);
   uow_unit *unit;
-  EOK(w->env, uow_begin(w->env, &unit));
   course *c;
-  UOK(unit, uow_get(unit, &course_entity, &id, (void **)&c)); /* joins the store */
   uow_store_conn *conn;
-  uint64_t before = round_trips(unit, &conn);
+  uint64_t before = begin_joined(w, id, &unit, &c, &conn);
   int64_t one = 1;
   dated *d;
   void **rows;

@@ -174,21 +174,6 @@ void torture_run(const torture_scenario *s) {
 
 static bool is_sqlite(const char *url) { return strncmp(url, "sqlite:", 7) == 0; }
 
-static sqlite3 *sqlite_open(const char *url) {
-  char path[2048];
-  snprintf(path, sizeof(path), "%s", url + 7);
-  path[strcspn(path, "?")] = '\0';
-  sqlite3 *db = NULL;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-    char msg[512];
-    snprintf(msg, sizeof(msg), "%s", db ? sqlite3_errmsg(db) : "out of memory");
-    sqlite3_close(db);
-    fail_msg("torture: cannot open %s: %s", path, msg);
-  }
-  sqlite3_busy_timeout(db, 10000);
-  return db;
-}
-
 /* PostgreSQL connections of the checks, kept while a scenario runs: each new
  * one costs the server a process, and checks run after every run. */
 enum { CACHED_MAX = 4 };
@@ -238,16 +223,7 @@ void torture_disconnect(void) {
 
 void torture_exec(const char *url, const char *sql) {
   if (is_sqlite(url)) {
-    sqlite3 *db = sqlite_open(url);
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-      char msg[512];
-      snprintf(msg, sizeof(msg), "%s", err ? err : "?");
-      sqlite3_free(err);
-      sqlite3_close(db);
-      fail_msg("torture: %s: %s", sql, msg);
-    }
-    sqlite3_close(db);
+    test_sqlite_exec(url, sql);
     return;
   }
   PGconn *conn = pg_open(url);
@@ -267,7 +243,7 @@ bool torture_text(const char *url, const char *sql, char *buf, size_t cap) {
   bool found = false;
   buf[0] = '\0';
   if (is_sqlite(url)) {
-    sqlite3 *db = sqlite_open(url);
+    sqlite3 *db = test_sqlite_open(url);
     sqlite3_stmt *stmt = NULL;
     int src = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
     if (src == SQLITE_OK)
