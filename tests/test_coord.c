@@ -284,9 +284,10 @@ static void recover_commits_decided_units_and_rolls_back_undecided_ones(void **s
   /* Unit 1 reached its commit point: row and decision in SQLite. Unit 2 did not. */
   leave_prepared(&w, "uow1:00000000feedbeef-1:lite:pg1", 1);
   leave_prepared(&w, "uow1:00000000feedbeef-2:lite:pg1", 2);
-  test_sqlite_exec(w.urls[0], "INSERT INTO ms_a (id, note) VALUES (1, 'decided');"
-                         "INSERT INTO uow_decision (unit_id, outcome, participants, created_at) "
-                         "VALUES ('00000000feedbeef-1', 'commit', 'pg1', 0)");
+  test_sqlite_exec(w.urls[0],
+                   "INSERT INTO ms_a (id, note) VALUES (1, 'decided');"
+                   "INSERT INTO uow_decision (unit_id, outcome, participants, created_at) "
+                   "VALUES ('00000000feedbeef-1', 'commit', 'pg1', 0)");
 
   uow_store_status status[2];
   size_t count = 0;
