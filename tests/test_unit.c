@@ -1385,6 +1385,45 @@ static void unique_violation_leaves_neither_row(void **state) {
   assert_int_equal(test_count(w->env, "users", "name = 'Second'"), 0);
 }
 
+/* A flush of thousands of rows goes to the store in slices of 1,000 writes
+ * (docs/guarantees.md); a constraint failing in the last slice still leaves
+ * nothing of the earlier ones, and a flush that succeeds writes them all. */
+static void flush_in_slices_is_all_or_nothing(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 2500 };
+  char email[64];
+  uow_unit *unit = begin(w->env);
+  UOK(unit, uow_exec(unit, "main",
+                     "INSERT INTO users (id, email, name, score, version) "
+                     "VALUES (1, 'taken@example.com', 'Taken', 0, 1)",
+                     NULL, 0));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+
+  unit = begin(w->env);
+  for (int i = 0; i < ROWS; i++) {
+    snprintf(email, sizeof(email), i == ROWS - 1 ? "taken@example.com" : "slice%d@example.com", i);
+    new_user(unit, email, "Sliced", 1.0)->id = 10 + i;
+  }
+  UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Sliced'"), 0);
+
+  unit = begin(w->env);
+  for (int i = 0; i < ROWS; i++) {
+    snprintf(email, sizeof(email), "slice%d@example.com", i);
+    new_user(unit, email, "Sliced", 1.0)->id = 10 + i;
+  }
+  UOK(unit, uow_flush(unit)); /* slices, then more work in the same unit */
+  user *last = get_user(unit, 10 + ROWS - 1);
+  last->score = 2.0;
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Sliced'"), ROWS);
+  assert_int_equal(test_count(w->env, "users", "name = 'Sliced' AND score = 2"), 1);
+}
+
 static void commit_twice_is_misuse(void **state) {
   test_world *w = *state;
   uow_unit *unit = begin(w->env);
@@ -2297,6 +2336,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(run_gives_up_after_max_attempts, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(bad_arguments_are_einval, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(unique_violation_leaves_neither_row, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(flush_in_slices_is_all_or_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_twice_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_commit_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_end_is_misuse, test_setup, test_teardown),

@@ -277,7 +277,7 @@ static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_r
 }
 
 static uow_value *object_values(flush *f, const uow_entity *e, const void *object) {
-  uow_value *values = uow__arena_alloc(&f->scratch, e->ncolumns * sizeof(*values));
+  uow_value *values = uow__arena_alloc_raw(&f->scratch, e->ncolumns * sizeof(*values));
   if (values)
     for (size_t i = 0; i < e->ncolumns; i++)
       values[i] = uow__column_value(&e->columns[i], object);
@@ -401,7 +401,19 @@ static int add_delete(flush *f, uow_record *rec) {
   return UOW_OK;
 }
 
+/* Writes per batch at most. A flush of more is sent in slices, and the
+ * memory of a slice's values serves the next one: on PostgreSQL a round trip
+ * per slice costs less than holding every row's values at once. */
+enum { FLUSH_SLICE = 1000 };
+
 static int execute(flush *f) {
+  /* Room for a slice's writes at once rather than by doubling, which copies
+   * and touches fresh memory again and again. */
+  size_t room = f->ops.len < FLUSH_SLICE ? f->ops.len : FLUSH_SLICE;
+  if (uow__vec_reserve(&f->writes, room, sizeof(uow_write)) ||
+      uow__vec_reserve(&f->owners, room, sizeof(uow_record *)) ||
+      uow__vec_reserve(&f->replaced, room, sizeof(uow_record *)))
+    return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   int rc = UOW_OK;
   for (size_t i = 0; i < f->ops.len && !rc; i++) {
     flush_op *op = &UOW_VEC_AT(&f->ops, flush_op, i);
@@ -422,6 +434,10 @@ static int execute(flush *f) {
       rc = add_delete(f, op->rec);
       break;
     }
+    /* Between operations the scratch arena holds only the values of the
+     * pending writes: once they are sent, its blocks serve the next slice. */
+    if (!rc && f->writes.len >= FLUSH_SLICE && !(rc = run_batch(f, false)))
+      uow__arena_recycle(&f->scratch, SIZE_MAX);
   }
   return rc;
 }

@@ -44,7 +44,7 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
   return block;
 }
 
-void *uow__arena_alloc(uow_arena *arena, size_t size) {
+void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
   size_t need = (size + 15) & ~(size_t)15;
   if (need < size || need > SIZE_MAX - sizeof(uow_arena_block))
     return NULL; /* the block's size would wrap around */
@@ -58,21 +58,29 @@ void *uow__arena_alloc(uow_arena *arena, size_t size) {
   }
   void *p = block->data + block->used;
   block->used += need;
-  memset(p, 0, need);
+  return p;
+}
+
+void *uow__arena_alloc(uow_arena *arena, size_t size) {
+  void *p = uow__arena_alloc_raw(arena, size);
+  if (p)
+    memset(p, 0, size);
   return p;
 }
 
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size) {
-  void *p = uow__arena_alloc(arena, size);
+  void *p = uow__arena_alloc_raw(arena, size);
   if (p && size)
     memcpy(p, data, size);
   return p;
 }
 
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
-  char *p = uow__arena_alloc(arena, n + 1);
-  if (p && n)
+  char *p = n + 1 ? uow__arena_alloc_raw(arena, n + 1) : NULL;
+  if (p) {
     memcpy(p, s, n);
+    p[n] = '\0';
+  }
   return p;
 }
 

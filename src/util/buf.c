@@ -87,6 +87,19 @@ void *uow__vec_push(uow_vec *vec, size_t size) {
   return slot;
 }
 
+int uow__vec_reserve(uow_vec *vec, size_t n, size_t size) {
+  if (n <= vec->cap)
+    return UOW_OK;
+  if (size && n > SIZE_MAX / size)
+    return UOW_ENOMEM;
+  void *items = uow__realloc(vec->items, n * size);
+  if (!items)
+    return UOW_ENOMEM;
+  vec->items = items;
+  vec->cap = n;
+  return UOW_OK;
+}
+
 void uow__vec_free(uow_vec *vec) {
   uow__free(vec->items);
   vec->items = NULL;

@@ -39,6 +39,8 @@ typedef struct uow_arena {
   size_t next_size;
 } uow_arena;
 void uow__arena_init(uow_arena *arena);
+/* Not zeroed, 16-byte aligned: for memory the caller writes whole. */
+void *uow__arena_alloc_raw(uow_arena *arena, size_t size);
 void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligned; NULL on ENOMEM */
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
@@ -70,6 +72,9 @@ typedef struct uow_vec {
 } uow_vec;
 /* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL. */
 void *uow__vec_push(uow_vec *vec, size_t size);
+/* Make room for `n` items of `size` bytes in all (no more reallocations up to
+ * there); 0 or UOW_ENOMEM, the vector unchanged. */
+int uow__vec_reserve(uow_vec *vec, size_t n, size_t size);
 void uow__vec_free(uow_vec *vec);
 #define UOW_VEC_AT(vec, type, i) (((type *)(vec)->items)[i])
 
