@@ -4,8 +4,10 @@
  * use it to fail each allocation in turn). This is the only file that may
  * call malloc, realloc and free.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util.h"
 
@@ -58,3 +60,21 @@ char *uow__strndup(const char *s, size_t n) {
 }
 
 char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL; }
+
+void *uow__map_populated(size_t size) {
+#if defined(MAP_ANONYMOUS) && defined(MAP_POPULATE)
+  if (malloc_hook != malloc)
+    return NULL; /* an allocator of the application's sees every byte */
+  void *p =
+      mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+#else
+  (void)size;
+  return NULL;
+#endif
+}
+
+void uow__unmap(void *p, size_t size) {
+  if (p)
+    munmap(p, size);
+}

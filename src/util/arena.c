@@ -11,10 +11,18 @@ struct uow_arena_block {
   uow_arena_block *next;
   size_t used;
   size_t size;
+  bool mapped; /* from uow__map_populated, not uow__malloc */
   _Alignas(16) unsigned char data[];
 };
 
-enum { ARENA_FIRST_BLOCK = 4096, ARENA_MAX_BLOCK = 1 << 20 };
+/* Blocks of ARENA_MAP_BLOCK bytes and more are mapped in whole pages of at
+ * least ARENA_PAGE bytes (the smallest page Linux uses). */
+enum {
+  ARENA_FIRST_BLOCK = 4096,
+  ARENA_MAX_BLOCK = 1 << 20,
+  ARENA_MAP_BLOCK = 64 << 10,
+  ARENA_PAGE = 4096
+};
 
 void uow__arena_init(uow_arena *arena) {
   arena->head = NULL;
@@ -35,10 +43,19 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
   size_t want = arena->next_size;
   if (want < need)
     want = need;
-  uow_arena_block *block = uow__malloc(sizeof(*block) + want);
-  if (!block)
+  /* A big block is used page after page, soon: its pages come in place, and
+   * it spans whole pages (the mapping would anyway). */
+  uow_arena_block *block = NULL;
+  if (want >= ARENA_MAP_BLOCK && want <= SIZE_MAX / 2) {
+    size_t mapping = (sizeof(*block) + want + ARENA_PAGE - 1) & ~(size_t)(ARENA_PAGE - 1);
+    if ((block = uow__map_populated(mapping)))
+      want = mapping - sizeof(*block);
+  }
+  bool mapped = block != NULL;
+  if (!block && !(block = uow__malloc(sizeof(*block) + want)))
     return NULL;
   block->size = want;
+  block->mapped = mapped;
   if (arena->next_size < ARENA_MAX_BLOCK)
     arena->next_size *= 2;
   return block;
@@ -84,10 +101,17 @@ char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
   return p;
 }
 
+static void free_block(uow_arena_block *block) {
+  if (block->mapped)
+    uow__unmap(block, sizeof(*block) + block->size);
+  else
+    uow__free(block);
+}
+
 static void free_blocks(uow_arena_block *block) {
   while (block) {
     uow_arena_block *next = block->next;
-    uow__free(block);
+    free_block(block);
     block = next;
   }
 }
@@ -98,23 +122,29 @@ void uow__arena_free(uow_arena *arena) {
   uow__arena_init(arena);
 }
 
-void uow__arena_recycle(uow_arena *arena, size_t keep) {
-  /* Newest blocks first: they are the biggest. */
-  uow_arena_block *block = arena->head, *spare = arena->spare;
-  size_t kept = 0;
-  for (uow_arena_block *s = spare; s; s = s->next)
-    kept += s->size;
-  while (block) {
-    uow_arena_block *next = block->next;
-    if (kept + block->size <= keep) {
-      kept += block->size;
-      block->next = spare;
-      spare = block;
+/* Moves the blocks of `list` to `*spare` while they fit in `keep` bytes in
+ * all, and frees the others. */
+static void keep_blocks(uow_arena_block *list, uow_arena_block **spare, size_t *kept, size_t keep) {
+  while (list) {
+    uow_arena_block *next = list->next;
+    if (*kept + list->size <= keep) {
+      *kept += list->size;
+      list->next = *spare;
+      *spare = list;
     } else {
-      uow__free(block);
+      free_block(list);
     }
-    block = next;
+    list = next;
   }
+}
+
+void uow__arena_recycle(uow_arena *arena, size_t keep) {
+  /* Spare blocks first (they are kept already), then the blocks in use,
+   * newest first: they are the biggest. */
+  uow_arena_block *spare = NULL;
+  size_t kept = 0;
+  keep_blocks(arena->spare, &spare, &kept, keep);
+  keep_blocks(arena->head, &spare, &kept, keep);
   arena->head = NULL;
   arena->spare = spare;
   arena->next_size = ARENA_FIRST_BLOCK;

@@ -31,6 +31,13 @@ void uow__free(void *ptr);
 char *uow__strdup(const char *s);
 char *uow__strndup(const char *s, size_t n);
 
+/* Fresh pages, all in place (MAP_POPULATE: one system call instead of a page
+ * fault per page), for big blocks; NULL when that is not possible or an
+ * allocator was set with uow_set_allocator (the caller then uses uow__malloc).
+ * Release with uow__unmap(p, size). */
+void *uow__map_populated(size_t size);
+void uow__unmap(void *p, size_t size);
+
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
 typedef struct uow_arena {

@@ -1,0 +1,190 @@
+/*
+ * test_util.c - the library's own memory: the unit arena (src/util/arena.c).
+ * Its blocks grow from 4 KiB to 1 MiB; blocks of 64 KiB and more come from
+ * mmap with their pages in place when the C library's allocator is in use,
+ * and from the application's allocator, like every other byte, when one is
+ * set with uow_set_allocator.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "uow.h"
+#include "util/util.h"
+
+/* ---- a counting allocator: live bytes and calls ---- */
+
+typedef struct {
+  size_t size;
+  _Alignas(16) unsigned char data[];
+} counted;
+
+static size_t live_bytes, calls;
+
+static void *counting_malloc(size_t size) {
+  counted *c = malloc(sizeof(*c) + size);
+  if (!c)
+    return NULL;
+  c->size = size;
+  live_bytes += size;
+  calls++;
+  return c->data;
+}
+
+static void *counting_realloc(void *p, size_t size) {
+  if (!p)
+    return counting_malloc(size);
+  counted *c = (counted *)((unsigned char *)p - offsetof(counted, data));
+  size_t old = c->size;
+  counted *n = realloc(c, sizeof(*n) + size);
+  if (!n)
+    return NULL;
+  n->size = size;
+  live_bytes = live_bytes - old + size;
+  calls++;
+  return n->data;
+}
+
+static void counting_free(void *p) {
+  if (!p)
+    return;
+  counted *c = (counted *)((unsigned char *)p - offsetof(counted, data));
+  live_bytes -= c->size;
+  free(c);
+}
+
+static void use_counting_allocator(void) {
+  live_bytes = calls = 0;
+  assert_int_equal(uow_set_allocator(counting_malloc, counting_realloc, counting_free), UOW_OK);
+}
+
+static int restore_allocator(void **state) {
+  (void)state;
+  return uow_set_allocator(NULL, NULL, NULL);
+}
+
+/* ---- filling an arena ---- */
+
+enum { PIECES = 3000 };
+
+/* Piece i: sizes from 1 byte to ~5 KiB, and every 500th piece 300 KiB (bigger
+ * than a block of its own), about 9 MiB in all. */
+static size_t piece_size(size_t i) { return i % 500 == 499 ? 300u << 10 : 1 + (i * 7919) % 5000; }
+
+static unsigned char piece_byte(size_t i, size_t j) { return (unsigned char)(i * 31 + j); }
+
+/* Allocates pieces 0..n-1, checks each comes zeroed and 16-byte aligned, and
+ * writes its bytes. */
+static void fill(uow_arena *arena, unsigned char **pieces, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t size = piece_size(i);
+    unsigned char *p = uow__arena_alloc(arena, size);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    unsigned char any = 0;
+    for (size_t j = 0; j < size; j++) {
+      any |= p[j]; /* zeroed, even in a block used before */
+      p[j] = piece_byte(i, j);
+    }
+    assert_int_equal(any, 0);
+    pieces[i] = p;
+  }
+}
+
+static void check(unsigned char **pieces, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t wrong = 0;
+    for (size_t j = 0; j < piece_size(i); j++)
+      wrong += pieces[i][j] != piece_byte(i, j);
+    assert_int_equal(wrong, 0);
+  }
+}
+
+/* ---- tests ---- */
+
+static void arena_keeps_every_byte_of_small_and_big_blocks(void **state) {
+  (void)state;
+  static unsigned char *pieces[PIECES];
+  uow_arena arena;
+  uow__arena_init(&arena);
+  fill(&arena, pieces, PIECES);
+  check(pieces, PIECES);
+  /* Recycled blocks (mapped ones among them) serve the next fill, zeroed. */
+  uow__arena_recycle(&arena, SIZE_MAX);
+  fill(&arena, pieces, PIECES);
+  check(pieces, PIECES);
+  uow__arena_recycle(&arena, 0);
+  fill(&arena, pieces, PIECES);
+  check(pieces, PIECES);
+  uow__arena_free(&arena);
+}
+
+static void arena_takes_every_block_from_the_application_allocator(void **state) {
+  (void)state;
+  static unsigned char *pieces[PIECES];
+  use_counting_allocator();
+  uow_arena arena;
+  uow__arena_init(&arena);
+  fill(&arena, pieces, PIECES);
+  size_t total = 0;
+  for (size_t i = 0; i < PIECES; i++)
+    total += piece_size(i);
+  assert_true(live_bytes >= total); /* nothing came from elsewhere */
+  uow__arena_free(&arena);
+  assert_int_equal(live_bytes, 0);
+}
+
+static void arena_recycle_reuses_kept_blocks_and_frees_the_rest(void **state) {
+  (void)state;
+  static unsigned char *pieces[PIECES];
+  use_counting_allocator();
+  uow_arena arena;
+  uow__arena_init(&arena);
+  fill(&arena, pieces, PIECES);
+  size_t held = live_bytes;
+
+  /* Keep all: a fill of half as much asks the allocator for nothing. */
+  uow__arena_recycle(&arena, SIZE_MAX);
+  size_t before = calls;
+  fill(&arena, pieces, PIECES / 2);
+  check(pieces, PIECES / 2);
+  assert_int_equal(calls, before);
+  assert_int_equal(live_bytes, held);
+
+  uow__arena_recycle(&arena, 1 << 20); /* keep at most 1 MiB */
+  assert_true(live_bytes <= (1u << 20) + 4096);
+  assert_true(live_bytes > 0);
+
+  uow__arena_recycle(&arena, 0);
+  assert_int_equal(live_bytes, 0);
+  uow__arena_free(&arena);
+}
+
+static void arena_refuses_sizes_that_would_wrap_around(void **state) {
+  (void)state;
+  uow_arena arena;
+  uow__arena_init(&arena);
+  assert_null(uow__arena_alloc(&arena, SIZE_MAX));
+  assert_null(uow__arena_alloc(&arena, SIZE_MAX - 8));
+  assert_non_null(uow__arena_alloc(&arena, 16)); /* still usable */
+  uow__arena_free(&arena);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    cmocka_set_test_filter(argv[1]);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(arena_keeps_every_byte_of_small_and_big_blocks),
+      cmocka_unit_test_teardown(arena_takes_every_block_from_the_application_allocator,
+                                restore_allocator),
+      cmocka_unit_test_teardown(arena_recycle_reuses_kept_blocks_and_frees_the_rest,
+                                restore_allocator),
+      cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
+  };
+  return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
