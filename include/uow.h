@@ -920,9 +920,10 @@ UOW_API const char *uow_strerror(int code);
 /**
  * Replace the allocator used by the library (it calls nothing else). Call
  * before any other function; NULL for all three restores the C library's.
- * With the C library's allocator, a unit's big memory blocks (64 KiB and
- * more) come from mmap with their pages in place, which spares a page fault
- * per page; with an allocator set here, every byte comes from it.
+ * With the C library's allocator, a unit's big memory blocks and hash
+ * tables (64 KiB and more) come from mmap with their pages in place, which
+ * spares a page fault per page; with an allocator set here, every byte comes
+ * from it.
  * `realloc_fn` follows realloc() semantics.
  * @return 0; UOW_EINVAL (some but not all are NULL).
  * Threads: call once, before other threads use the library.

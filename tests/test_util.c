@@ -3,7 +3,7 @@
  * Its blocks grow from 4 KiB to 1 MiB; blocks of 64 KiB and more come from
  * mmap with their pages in place when the C library's allocator is in use,
  * and from the application's allocator, like every other byte, when one is
- * set with uow_set_allocator.
+ * set with uow_set_allocator. The hash map's tables do the same.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +175,52 @@ static void arena_refuses_sizes_that_would_wrap_around(void **state) {
   uow__arena_free(&arena);
 }
 
+/* ---- the hash map ---- */
+
+enum { ENTRIES = 100000 };
+
+static bool same_value(const void *value, const void *key) { return value == key; }
+
+/* Entry i is the address of values[i], hashed so that tables grow past the
+ * size that takes fresh pages (100,000 entries: a 2 MiB table). */
+static void map_round_trip(void) {
+  static char values[ENTRIES];
+  uow_map map = {0};
+  for (size_t i = 0; i < ENTRIES; i++)
+    assert_int_equal(uow__map_put(&map, uow__hash_u64(i, 7), &values[i]), UOW_OK);
+  assert_int_equal(map.len, ENTRIES);
+  for (size_t i = 0; i < ENTRIES; i += 2)
+    assert_true(uow__map_remove(&map, uow__hash_u64(i, 7), &values[i]));
+  size_t found = 0, wrong = 0;
+  for (size_t i = 0; i < ENTRIES; i++) {
+    void *v = uow__map_get(&map, uow__hash_u64(i, 7), same_value, &values[i]);
+    found += v != NULL;
+    wrong += v != NULL && (i % 2 == 0 || v != &values[i]);
+  }
+  assert_int_equal(found, ENTRIES / 2);
+  assert_int_equal(wrong, 0);
+  uow__map_free(&map);
+  assert_null(map.slots);
+}
+
+static void map_finds_every_entry_of_a_big_table(void **state) {
+  (void)state;
+  map_round_trip();
+}
+
+static void map_takes_every_table_from_the_application_allocator(void **state) {
+  (void)state;
+  use_counting_allocator();
+  static char values[ENTRIES];
+  uow_map map = {0};
+  for (size_t i = 0; i < ENTRIES; i++)
+    assert_int_equal(uow__map_put(&map, uow__hash_u64(i, 7), &values[i]), UOW_OK);
+  assert_true(live_bytes >= map.cap * sizeof(uow_map_entry));
+  uow__map_free(&map);
+  assert_int_equal(live_bytes, 0);
+  map_round_trip(); /* and works the same */
+}
+
 int main(int argc, char **argv) {
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
@@ -185,6 +231,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(arena_recycle_reuses_kept_blocks_and_frees_the_rest,
                                 restore_allocator),
       cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
+      cmocka_unit_test(map_finds_every_entry_of_a_big_table),
+      cmocka_unit_test_teardown(map_takes_every_table_from_the_application_allocator,
+                                restore_allocator),
   };
   return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

@@ -61,20 +61,24 @@ char *uow__strndup(const char *s, size_t n) {
 
 char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL; }
 
-void *uow__map_populated(size_t size) {
+void *uow__pages_alloc(size_t *size) {
 #if defined(MAP_ANONYMOUS) && defined(MAP_POPULATE)
-  if (malloc_hook != malloc)
+  if (malloc_hook != malloc || *size < UOW_PAGES_MIN || *size > SIZE_MAX / 2)
     return NULL; /* an allocator of the application's sees every byte */
+  size_t whole = (*size + UOW_PAGE - 1) & ~(size_t)(UOW_PAGE - 1);
   void *p =
-      mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+      mmap(NULL, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  *size = whole;
+  return p;
 #else
   (void)size;
   return NULL;
 #endif
 }
 
-void uow__unmap(void *p, size_t size) {
+void uow__pages_free(void *p, size_t size) {
   if (p)
     munmap(p, size);
 }

@@ -11,18 +11,11 @@ struct uow_arena_block {
   uow_arena_block *next;
   size_t used;
   size_t size;
-  bool mapped; /* from uow__map_populated, not uow__malloc */
+  bool paged; /* from uow__pages_alloc, not uow__malloc */
   _Alignas(16) unsigned char data[];
 };
 
-/* Blocks of ARENA_MAP_BLOCK bytes and more are mapped in whole pages of at
- * least ARENA_PAGE bytes (the smallest page Linux uses). */
-enum {
-  ARENA_FIRST_BLOCK = 4096,
-  ARENA_MAX_BLOCK = 1 << 20,
-  ARENA_MAP_BLOCK = 64 << 10,
-  ARENA_PAGE = 4096
-};
+enum { ARENA_FIRST_BLOCK = 4096, ARENA_MAX_BLOCK = 1 << 20 };
 
 void uow__arena_init(uow_arena *arena) {
   arena->head = NULL;
@@ -43,19 +36,16 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
   size_t want = arena->next_size;
   if (want < need)
     want = need;
-  /* A big block is used page after page, soon: its pages come in place, and
-   * it spans whole pages (the mapping would anyway). */
-  uow_arena_block *block = NULL;
-  if (want >= ARENA_MAP_BLOCK && want <= SIZE_MAX / 2) {
-    size_t mapping = (sizeof(*block) + want + ARENA_PAGE - 1) & ~(size_t)(ARENA_PAGE - 1);
-    if ((block = uow__map_populated(mapping)))
-      want = mapping - sizeof(*block);
-  }
-  bool mapped = block != NULL;
-  if (!block && !(block = uow__malloc(sizeof(*block) + want)))
+  /* A big block is used page after page, soon: its pages come in place. */
+  size_t bytes = sizeof(uow_arena_block) + want;
+  uow_arena_block *block = uow__pages_alloc(&bytes);
+  bool paged = block != NULL;
+  if (paged)
+    want = bytes - sizeof(*block);
+  else if (!(block = uow__malloc(bytes)))
     return NULL;
   block->size = want;
-  block->mapped = mapped;
+  block->paged = paged;
   if (arena->next_size < ARENA_MAX_BLOCK)
     arena->next_size *= 2;
   return block;
@@ -102,8 +92,8 @@ char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
 }
 
 static void free_block(uow_arena_block *block) {
-  if (block->mapped)
-    uow__unmap(block, sizeof(*block) + block->size);
+  if (block->paged)
+    uow__pages_free(block, sizeof(*block) + block->size);
   else
     uow__free(block);
 }

@@ -30,18 +30,29 @@ static void map_insert(uow_map_entry *slots, size_t cap, uint64_t hash, void *va
   slots[i].value = value;
 }
 
+static void release_slots(uow_map *map) {
+  if (map->paged)
+    uow__pages_free(map->slots, map->paged);
+  else
+    uow__free(map->slots);
+}
+
 int uow__map_put(uow_map *map, uint64_t hash, void *value) {
   if ((map->len + 1) * 4 > map->cap * 3) {
     size_t cap = map->cap ? map->cap * 2 : 16;
-    uow_map_entry *slots = uow__calloc(cap, sizeof(*slots));
-    if (!slots)
+    /* A big table takes fresh pages in place (they come zeroed). */
+    size_t bytes = cap * sizeof(uow_map_entry);
+    uow_map_entry *slots = cap <= SIZE_MAX / sizeof(*slots) ? uow__pages_alloc(&bytes) : NULL;
+    size_t paged = slots ? bytes : 0;
+    if (!slots && !(slots = uow__calloc(cap, sizeof(*slots))))
       return UOW_ENOMEM;
     for (size_t i = 0; i < map->cap; i++)
       if (map->slots[i].value)
         map_insert(slots, cap, map->slots[i].hash, map->slots[i].value);
-    uow__free(map->slots);
+    release_slots(map);
     map->slots = slots;
     map->cap = cap;
+    map->paged = paged;
   }
   map_insert(map->slots, map->cap, hash, value);
   map->len++;
@@ -75,7 +86,7 @@ bool uow__map_remove(uow_map *map, uint64_t hash, const void *value) {
 }
 
 void uow__map_free(uow_map *map) {
-  uow__free(map->slots);
+  release_slots(map);
   memset(map, 0, sizeof(*map));
 }
 

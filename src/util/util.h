@@ -31,12 +31,16 @@ void uow__free(void *ptr);
 char *uow__strdup(const char *s);
 char *uow__strndup(const char *s, size_t n);
 
-/* Fresh pages, all in place (MAP_POPULATE: one system call instead of a page
- * fault per page), for big blocks; NULL when that is not possible or an
- * allocator was set with uow_set_allocator (the caller then uses uow__malloc).
- * Release with uow__unmap(p, size). */
-void *uow__map_populated(size_t size);
-void uow__unmap(void *p, size_t size);
+/* Big memory as fresh pages all in place (MAP_POPULATE: one system call
+ * instead of a page fault per page touched), for arena blocks and arrays of
+ * UOW_PAGES_MIN bytes and more. Rounds *size up to whole pages of UOW_PAGE
+ * bytes (at least the system's page size is then mapped); the memory is
+ * zeroed. NULL when the size is smaller, an allocator was set with
+ * uow_set_allocator (every byte then comes from it), or the system refuses:
+ * the caller then uses uow__malloc. Release with uow__pages_free(p, *size). */
+enum { UOW_PAGES_MIN = 64 << 10, UOW_PAGE = 4096 };
+void *uow__pages_alloc(size_t *size);
+void uow__pages_free(void *p, size_t size);
 
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
@@ -94,6 +98,7 @@ typedef struct uow_map {
   uow_map_entry *slots;
   size_t cap; /* power of two */
   size_t len;
+  size_t paged; /* bytes of slots from uow__pages_alloc; 0: from uow__calloc */
 } uow_map;
 /* `eq(value, key)` says whether a stored value matches the searched key. */
 typedef bool (*uow_map_eq)(const void *value, const void *key);
