@@ -94,9 +94,9 @@ static const uow_entity *const test_entities[] = {
 enum { NENTITIES = sizeof(test_entities) / sizeof(test_entities[0]) };
 
 /* Dropped children first (the library's own tables too, so that create_schema makes them anew). */
-static const char *const test_tables[] = {"enrollments", "courses",      "users",
-                                          "profiles",    "tags",         "notes",
-                                          "uow_outbox",  "uow_decision", "uow_relay_lease"};
+static const char *const test_tables[] = {
+    "enrollments", "courses",    "users",        "profiles",        "tags",
+    "notes",       "uow_outbox", "uow_decision", "uow_relay_lease", "flush_log"};
 
 /* ---- the store under test ---- */
 

@@ -1999,6 +1999,140 @@ static course *get_course(uow_unit *unit, int64_t id) {
   return c;
 }
 
+/* ---- flush order ---- */
+
+/* Triggers that log, in a table flush_log, each row the unit's statements
+ * update ("u users 3") or delete ("d courses 1"), in statement order. */
+static void log_flush_statements(uow_env *env) {
+  static const char *const tables[] = {"users", "tags", "courses", "enrollments"};
+  static const char *const keys[] = {"id", "name", "id", "id"};
+  uow_unit *unit = begin(env);
+  if (test_on_sqlite()) {
+    UOK(unit, uow_exec(unit, "main",
+                       "CREATE TABLE flush_log (n INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT)",
+                       NULL, 0));
+  } else {
+    UOK(unit, uow_exec(unit, "main", "CREATE TABLE flush_log (n SERIAL PRIMARY KEY, what TEXT)",
+                       NULL, 0));
+    UOK(unit, uow_exec(unit, "main",
+                       "CREATE OR REPLACE FUNCTION flush_log_row() RETURNS trigger AS $$ BEGIN "
+                       "INSERT INTO flush_log (what) VALUES (CASE TG_OP WHEN 'UPDATE' THEN 'u' "
+                       "ELSE 'd' END || ' ' || TG_TABLE_NAME || ' ' || "
+                       "(to_jsonb(OLD) ->> TG_ARGV[0])); RETURN NULL; END $$ LANGUAGE plpgsql",
+                       NULL, 0));
+  }
+  for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+    for (int del = 0; del < 2; del++) {
+      char sql[512];
+      if (test_on_sqlite())
+        snprintf(sql, sizeof(sql),
+                 "CREATE TRIGGER log_%s_%d AFTER %s ON %s BEGIN INSERT INTO flush_log (what) "
+                 "VALUES ('%s %s ' || old.%s); END",
+                 tables[i], del, del ? "DELETE" : "UPDATE", tables[i], del ? "d" : "u", tables[i],
+                 keys[i]);
+      else
+        snprintf(sql, sizeof(sql),
+                 "CREATE TRIGGER log_%s_%d AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION "
+                 "flush_log_row('%s')",
+                 tables[i], del, del ? "DELETE" : "UPDATE", tables[i], keys[i]);
+      UOK(unit, uow_exec(unit, "main", sql, NULL, 0));
+    }
+  }
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
+/* The logged statements whose text starts with `prefix`, in order, joined by ", ". */
+static void flush_log_of(uow_env *env, const char *prefix, char *out, size_t cap) {
+  char sql[512];
+  if (test_on_sqlite())
+    snprintf(sql, sizeof(sql),
+             "SELECT group_concat(what, ', ') FROM (SELECT what FROM flush_log WHERE what LIKE "
+             "'%s%%' ORDER BY n)",
+             prefix);
+  else
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(what, ', ' ORDER BY n) FROM flush_log WHERE what LIKE '%s%%'",
+             prefix);
+  test_text(env, sql, out, cap);
+}
+
+/* DESIGN.md's flush order, whatever order the unit met its objects in:
+ * updates in key order (integer and text keys), then deletes, children
+ * before their parents, each kind in key order. */
+static void flush_updates_in_key_order_and_deletes_children_first(void **state) {
+  test_world *w = *state;
+  int64_t ids[4];
+  for (int i = 0; i < 4; i++) {
+    char email[64];
+    snprintf(email, sizeof(email), "order%d@example.com", i);
+    ids[i] = seed_user(w->env, email, "Order", 1.0);
+  }
+  int64_t first = seed_course(w->env, "First", 5), second = seed_course(w->env, "Second", 5);
+  seed_enrollment(w->env, second, "ada");
+  seed_enrollment(w->env, first, "bob");
+  static const char *const names[] = {"pear", "apple", "fig"};
+  uow_unit *unit = begin(w->env);
+  for (int i = 0; i < 3; i++) {
+    tag *t = NULL;
+    UOK(unit, uow_new(unit, &tag_entity, (void **)&t));
+    t->name = dup(unit, names[i]);
+    t->label = dup(unit, "new");
+  }
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  log_flush_statements(w->env);
+
+  unit = begin(w->env);
+  for (int i = 3; i >= 0; i--) /* met in reverse key order */
+    get_user(unit, ids[i])->score = 2.0;
+  for (int i = 0; i < 3; i++) {
+    tag *t = NULL;
+    UOK(unit, uow_get(unit, &tag_entity, &names[i], (void **)&t));
+    t->label = dup(unit, "changed");
+  }
+  /* Parents met and deleted before their children. */
+  course *parents[] = {get_course(unit, second), get_course(unit, first)};
+  void **rows = NULL;
+  size_t count = 0;
+  UOK(unit, uow_find(unit, &enrollment_entity, "learner IN ('ada', 'bob') ORDER BY learner DESC",
+                     NULL, 0, &rows, &count));
+  assert_int_equal(count, 2);
+  for (size_t i = 0; i < 2; i++)
+    UOK(unit, uow_delete(unit, parents[i]));
+  for (size_t i = 0; i < count; i++)
+    UOK(unit, uow_delete(unit, rows[i]));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+
+  char got[1024], want[512];
+  flush_log_of(w->env, "u users", got, sizeof(got));
+  snprintf(want, sizeof(want), "u users %lld, u users %lld, u users %lld, u users %lld",
+           (long long)ids[0], (long long)ids[1], (long long)ids[2], (long long)ids[3]);
+  assert_string_equal(got, want);
+  flush_log_of(w->env, "u tags", got, sizeof(got));
+  assert_string_equal(got, "u tags apple, u tags fig, u tags pear");
+  flush_log_of(w->env, "d courses", got, sizeof(got));
+  snprintf(want, sizeof(want), "d courses %lld, d courses %lld", (long long)first,
+           (long long)second);
+  assert_string_equal(got, want);
+  /* Every update before every delete; the enrollments before the courses, in key order. */
+  assert_int_equal(test_int(w->env, "SELECT count(*) FROM flush_log u, flush_log d WHERE "
+                                    "u.what LIKE 'u %' AND d.what LIKE 'd %' AND u.n > d.n"),
+                   0);
+  assert_int_equal(test_int(w->env, "SELECT count(*) FROM flush_log e, flush_log c WHERE "
+                                    "e.what LIKE 'd enrollments %' AND c.what LIKE 'd courses %' "
+                                    "AND e.n > c.n"),
+                   0);
+  assert_int_equal(test_int(w->env, "SELECT count(*) FROM flush_log a, flush_log b WHERE "
+                                    "a.what LIKE 'd enrollments %' AND b.what LIKE "
+                                    "'d enrollments %' AND a.n < b.n AND "
+                                    "CAST(substr(a.what, 15) AS INTEGER) > "
+                                    "CAST(substr(b.what, 15) AS INTEGER)"),
+                   0);
+  assert_int_equal(test_count(w->env, "flush_log", "what LIKE 'd enrollments %'"), 2);
+}
+
 static void fetch_returns_the_objects_that_get_and_find_return(void **state) {
   test_world *w = *state;
   int64_t id = seed_course(w->env, "Fetched", 10);
@@ -2353,6 +2487,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(threads_share_one_env, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(concurrent_writer_gets_conflict_not_a_hang, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(for_update_read_takes_the_write_lock_up_front, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(flush_updates_in_key_order_and_deletes_children_first,
+                                      test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_returns_the_objects_that_get_and_find_return, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_does_not_read_an_object_the_unit_holds, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_of_a_missing_key_gives_notfound_in_its_item, test_setup, test_teardown),

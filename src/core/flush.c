@@ -15,16 +15,12 @@
 
 #include "core/core.h"
 
-typedef struct flush_op {
-  uow_record *rec;
-  uow_write_kind kind;
-  uow_value key; /* updates and deletes: the snapshot's key, taken once for sorting */
-} flush_op;
-
 typedef struct flush {
   uow_unit *unit;
   uow_arena scratch; /* values and outbox rows: live until the flush ends */
-  uow_vec ops;       /* flush_op, in execution order */
+  uow_vec ops;       /* uow_record *, in execution order: inserts, updates, deletes */
+  size_t updates;    /* the index in ops of the first update */
+  size_t deletes;    /* the index in ops of the first delete */
   uow_store *store;  /* the pending batch's store */
   uow_vec writes;    /* uow_write, the pending batch */
   uow_vec owners;    /* uow_record *, the record of each pending write (NULL: outbox) */
@@ -58,15 +54,18 @@ static int64_t snapshot_version(const uow_record *rec) {
 
 /* ---- planning ---- */
 
-static int push_op(flush *f, uow_record *rec, uow_write_kind kind) {
-  flush_op *op = uow__vec_push(&f->ops, sizeof(*op));
+/* An operation is its record; where it stands in f->ops says its kind (a
+ * pointer per operation keeps a big flush's list small). */
+static int push_op(flush *f, uow_record *rec) {
+  uow_record **op = uow__vec_push(&f->ops, sizeof(*op));
   if (!op)
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
-  op->rec = rec;
-  op->kind = kind;
-  if (kind != UOW_WRITE_INSERT)
-    op->key = uow__column_value(key_column(rec->map), rec->snapshot);
+  *op = rec;
   return UOW_OK;
+}
+
+static uow_write_kind op_kind(const flush *f, size_t i) {
+  return i < f->updates ? UOW_WRITE_INSERT : i < f->deletes ? UOW_WRITE_UPDATE : UOW_WRITE_DELETE;
 }
 
 /* The tracked parent a reference member points to, or NULL. */
@@ -112,33 +111,46 @@ static int plan_insert(flush *f, uow_record *rec) {
                             e->columns[i].name, parent->map->entity->name);
   }
   rec->visit = f->mark + 1;
-  return push_op(f, rec, UOW_WRITE_INSERT);
+  return push_op(f, rec);
 }
 
-static int compare_keys(const flush_op *a, const flush_op *b) {
-  const uow_mapping *ma = a->rec->map, *mb = b->rec->map;
+/* Updates and deletes go in key order (by mapping, then key in the snapshot),
+ * so that concurrent units lock rows in one order. */
+static int compare_keys(const uow_record *a, const uow_record *b) {
+  const uow_mapping *ma = a->map, *mb = b->map;
   if (ma != mb)
     return ma->index < mb->index ? -1 : 1;
-  const uow_value *ka = &a->key, *kb = &b->key;
-  if (ka->type == UOW_INT64)
-    return ka->v.i < kb->v.i ? -1 : ka->v.i > kb->v.i;
-  size_t n = ka->v.bytes.size < kb->v.bytes.size ? ka->v.bytes.size : kb->v.bytes.size;
-  int c = n ? memcmp(ka->v.bytes.data, kb->v.bytes.data, n) : 0;
-  return c ? c : (ka->v.bytes.size > kb->v.bytes.size) - (ka->v.bytes.size < kb->v.bytes.size);
+  uow_value ka = uow__column_value(key_column(ma), a->snapshot);
+  uow_value kb = uow__column_value(key_column(mb), b->snapshot);
+  if (ka.type == UOW_INT64)
+    return ka.v.i < kb.v.i ? -1 : ka.v.i > kb.v.i;
+  size_t n = ka.v.bytes.size < kb.v.bytes.size ? ka.v.bytes.size : kb.v.bytes.size;
+  int c = n ? memcmp(ka.v.bytes.data, kb.v.bytes.data, n) : 0;
+  return c ? c : (ka.v.bytes.size > kb.v.bytes.size) - (ka.v.bytes.size < kb.v.bytes.size);
 }
 
-static int compare_updates(const void *a, const void *b) { return compare_keys(a, b); }
+static int compare_updates(const void *a, const void *b) {
+  return compare_keys(*(uow_record *const *)a, *(uow_record *const *)b);
+}
 
 static int compare_deletes(const void *a, const void *b) {
-  const flush_op *oa = a, *ob = b;
-  if (oa->rec->map->depth != ob->rec->map->depth)
-    return oa->rec->map->depth > ob->rec->map->depth ? -1 : 1;
-  return compare_keys(oa, ob);
+  const uow_record *ra = *(uow_record *const *)a, *rb = *(uow_record *const *)b;
+  if (ra->map->depth != rb->map->depth)
+    return ra->map->depth > rb->map->depth ? -1 : 1;
+  return compare_keys(ra, rb);
 }
 
+/* Sorts f->ops from `first` on, unless it is in order already (records
+ * loaded by one query usually are). */
 static void sort_ops(flush *f, size_t first, int (*compare)(const void *, const void *)) {
-  if (f->ops.len - first > 1)
-    qsort((flush_op *)f->ops.items + first, f->ops.len - first, sizeof(flush_op), compare);
+  uow_record **ops = (uow_record **)f->ops.items + first;
+  size_t n = f->ops.len - first;
+  for (size_t i = 1; i < n; i++) {
+    if (compare(&ops[i - 1], &ops[i]) > 0) {
+      qsort(ops, n, sizeof(*ops), compare);
+      return;
+    }
+  }
 }
 
 /* Whether a loaded record may need an UPDATE: a column differs from the
@@ -176,18 +188,18 @@ static int plan(flush *f) {
   for (size_t i = 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_NEW)
       rc = plan_insert(f, recs[i]);
-  size_t first = f->ops.len;
+  size_t first = f->updates = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && !is_intent(recs[i]) &&
         may_update(recs[i]))
-      rc = push_op(f, recs[i], UOW_WRITE_UPDATE);
+      rc = push_op(f, recs[i]);
   if (rc)
     return rc;
   sort_ops(f, first, compare_updates);
-  first = f->ops.len;
+  first = f->deletes = f->ops.len;
   for (size_t i = 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_DELETED && !is_intent(recs[i]))
-      rc = push_op(f, recs[i], UOW_WRITE_DELETE);
+      rc = push_op(f, recs[i]);
   if (rc)
     return rc;
   sort_ops(f, first, compare_deletes);
@@ -416,22 +428,23 @@ static int execute(flush *f) {
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   int rc = UOW_OK;
   for (size_t i = 0; i < f->ops.len && !rc; i++) {
-    flush_op *op = &UOW_VEC_AT(&f->ops, flush_op, i);
-    if (op->kind == UOW_WRITE_DELETE && op->rec->visit == f->mark + 1)
+    uow_record *rec = UOW_VEC_AT(&f->ops, uow_record *, i);
+    uow_write_kind kind = op_kind(f, i);
+    if (kind == UOW_WRITE_DELETE && rec->visit == f->mark + 1)
       continue; /* a deleted record that a new one with its key replaced */
-    switch (op->kind) {
+    switch (kind) {
     case UOW_WRITE_INSERT:
-      rc = resolve_parents(f, op->rec);
+      rc = resolve_parents(f, rec);
       if (!rc)
-        rc = add_insert(f, op->rec);
+        rc = add_insert(f, rec);
       break;
     case UOW_WRITE_UPDATE:
-      rc = resolve_parents(f, op->rec);
+      rc = resolve_parents(f, rec);
       if (!rc)
-        rc = add_update(f, op->rec);
+        rc = add_update(f, rec);
       break;
     case UOW_WRITE_DELETE:
-      rc = add_delete(f, op->rec);
+      rc = add_delete(f, rec);
       break;
     }
     /* Between operations the scratch arena holds only the values of the
@@ -562,7 +575,7 @@ static int add_intents(flush *f, uow_store *store, int64_t now) {
 static int admit(flush *f, uow_store **decider) {
   uint64_t writers = uow__coord_writers(f->unit);
   for (size_t i = 0; i < f->ops.len; i++)
-    writers |= UINT64_C(1) << UOW_VEC_AT(&f->ops, flush_op, i).rec->map->store->index;
+    writers |= UINT64_C(1) << UOW_VEC_AT(&f->ops, uow_record *, i)->map->store->index;
   return uow__coord_plan(f->unit, writers, decider);
 }
 
