@@ -105,6 +105,13 @@ static void check(unsigned char **pieces, size_t n) {
   }
 }
 
+/* A fresh arena filled with every piece, through the counting allocator. */
+static void fill_counted(uow_arena *arena, unsigned char **pieces) {
+  use_counting_allocator();
+  uow__arena_init(arena);
+  fill(arena, pieces, PIECES);
+}
+
 /* ---- tests ---- */
 
 static void arena_keeps_every_byte_of_small_and_big_blocks(void **state) {
@@ -127,10 +134,8 @@ static void arena_keeps_every_byte_of_small_and_big_blocks(void **state) {
 static void arena_takes_every_block_from_the_application_allocator(void **state) {
   (void)state;
   static unsigned char *pieces[PIECES];
-  use_counting_allocator();
   uow_arena arena;
-  uow__arena_init(&arena);
-  fill(&arena, pieces, PIECES);
+  fill_counted(&arena, pieces);
   size_t total = 0;
   for (size_t i = 0; i < PIECES; i++)
     total += piece_size(i);
@@ -142,10 +147,8 @@ static void arena_takes_every_block_from_the_application_allocator(void **state)
 static void arena_recycle_reuses_kept_blocks_and_frees_the_rest(void **state) {
   (void)state;
   static unsigned char *pieces[PIECES];
-  use_counting_allocator();
   uow_arena arena;
-  uow__arena_init(&arena);
-  fill(&arena, pieces, PIECES);
+  fill_counted(&arena, pieces);
   size_t held = live_bytes;
 
   /* Keep all: a fill of half as much asks the allocator for nothing. */
