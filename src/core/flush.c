@@ -143,8 +143,10 @@ static int compare_deletes(const void *a, const void *b) {
 /* Sorts f->ops from `first` on, unless it is in order already (records
  * loaded by one query usually are). */
 static void sort_ops(flush *f, size_t first, int (*compare)(const void *, const void *)) {
-  uow_record **ops = (uow_record **)f->ops.items + first;
   size_t n = f->ops.len - first;
+  if (n < 2)
+    return; /* and the list may not exist */
+  uow_record **ops = (uow_record **)f->ops.items + first;
   for (size_t i = 1; i < n; i++) {
     if (compare(&ops[i - 1], &ops[i]) > 0) {
       qsort(ops, n, sizeof(*ops), compare);
