@@ -32,7 +32,7 @@ char *uow__strdup(const char *s);
 char *uow__strndup(const char *s, size_t n);
 
 /* Big memory as fresh pages all in place (MAP_POPULATE: one system call
- * instead of a page fault per page touched), for arena blocks and arrays of
+ * instead of a page fault per page touched), for arena blocks and hash tables of
  * UOW_PAGES_MIN bytes and more. Rounds *size up to whole pages of UOW_PAGE
  * bytes (at least the system's page size is then mapped); the memory is
  * zeroed. NULL when the size is smaller, an allocator was set with
