@@ -184,14 +184,19 @@ enum { ENTRIES = 100000 };
 
 static bool same_value(const void *value, const void *key) { return value == key; }
 
-/* Entry i is the address of values[i], hashed so that tables grow past the
- * size that takes fresh pages (100,000 entries: a 2 MiB table). */
+/* Puts entry i, the address of values[i], for every i. */
+static void put_entries(uow_map *map, char *values) {
+  for (size_t i = 0; i < ENTRIES; i++)
+    assert_int_equal(uow__map_put(map, uow__hash_u64(i, 7), &values[i]), UOW_OK);
+  assert_int_equal(map->len, ENTRIES);
+}
+
+/* Enough entries that the table grows past the size that takes fresh pages
+ * (100,000 entries: a 4 MiB table). */
 static void map_round_trip(void) {
   static char values[ENTRIES];
   uow_map map = {0};
-  for (size_t i = 0; i < ENTRIES; i++)
-    assert_int_equal(uow__map_put(&map, uow__hash_u64(i, 7), &values[i]), UOW_OK);
-  assert_int_equal(map.len, ENTRIES);
+  put_entries(&map, values);
   for (size_t i = 0; i < ENTRIES; i += 2)
     assert_true(uow__map_remove(&map, uow__hash_u64(i, 7), &values[i]));
   size_t found = 0, wrong = 0;
@@ -216,8 +221,7 @@ static void map_takes_every_table_from_the_application_allocator(void **state) {
   use_counting_allocator();
   static char values[ENTRIES];
   uow_map map = {0};
-  for (size_t i = 0; i < ENTRIES; i++)
-    assert_int_equal(uow__map_put(&map, uow__hash_u64(i, 7), &values[i]), UOW_OK);
+  put_entries(&map, values);
   assert_true(live_bytes >= map.cap * sizeof(uow_map_entry));
   uow__map_free(&map);
   assert_int_equal(live_bytes, 0);

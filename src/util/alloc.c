@@ -61,9 +61,10 @@ char *uow__strndup(const char *s, size_t n) {
 
 char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL; }
 
-void *uow__pages_alloc(size_t *size) {
+/* Fresh pages for a big block, all in place; NULL when not possible. */
+static void *pages_alloc(size_t *size) {
 #if defined(MAP_ANONYMOUS) && defined(MAP_POPULATE)
-  if (malloc_hook != malloc || *size < UOW_PAGES_MIN || *size > SIZE_MAX / 2)
+  if (malloc_hook != malloc || *size < UOW_BIG_MIN || *size > SIZE_MAX / 2)
     return NULL; /* an allocator of the application's sees every byte */
   size_t whole = (*size + UOW_PAGE - 1) & ~(size_t)(UOW_PAGE - 1);
   void *p =
@@ -78,7 +79,17 @@ void *uow__pages_alloc(size_t *size) {
 #endif
 }
 
-void uow__pages_free(void *p, size_t size) {
-  if (p)
+void *uow__big_alloc(size_t *size, bool zeroed, bool *paged) {
+  void *p = pages_alloc(size);
+  *paged = p != NULL;
+  if (!p)
+    p = zeroed ? uow__calloc(1, *size) : uow__malloc(*size);
+  return p;
+}
+
+void uow__big_free(void *p, size_t size, bool paged) {
+  if (paged)
     munmap(p, size);
+  else
+    uow__free(p);
 }

@@ -11,7 +11,7 @@ struct uow_arena_block {
   uow_arena_block *next;
   size_t used;
   size_t size;
-  bool paged; /* from uow__pages_alloc, not uow__malloc */
+  bool paged; /* see uow__big_alloc */
   _Alignas(16) unsigned char data[];
 };
 
@@ -38,13 +38,11 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
     want = need;
   /* A big block is used page after page, soon: its pages come in place. */
   size_t bytes = sizeof(uow_arena_block) + want;
-  uow_arena_block *block = uow__pages_alloc(&bytes);
-  bool paged = block != NULL;
-  if (paged)
-    want = bytes - sizeof(*block);
-  else if (!(block = uow__malloc(bytes)))
+  bool paged;
+  uow_arena_block *block = uow__big_alloc(&bytes, false, &paged);
+  if (!block)
     return NULL;
-  block->size = want;
+  block->size = bytes - sizeof(*block);
   block->paged = paged;
   if (arena->next_size < ARENA_MAX_BLOCK)
     arena->next_size *= 2;
@@ -92,10 +90,7 @@ char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
 }
 
 static void free_block(uow_arena_block *block) {
-  if (block->paged)
-    uow__pages_free(block, sizeof(*block) + block->size);
-  else
-    uow__free(block);
+  uow__big_free(block, sizeof(*block) + block->size, block->paged);
 }
 
 static void free_blocks(uow_arena_block *block) {

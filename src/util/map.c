@@ -30,26 +30,20 @@ static void map_insert(uow_map_entry *slots, size_t cap, uint64_t hash, void *va
   slots[i].value = value;
 }
 
-static void release_slots(uow_map *map) {
-  if (map->paged)
-    uow__pages_free(map->slots, map->paged);
-  else
-    uow__free(map->slots);
-}
-
 int uow__map_put(uow_map *map, uint64_t hash, void *value) {
   if ((map->len + 1) * 4 > map->cap * 3) {
     size_t cap = map->cap ? map->cap * 2 : 16;
-    /* A big table takes fresh pages in place (they come zeroed). */
+    if (cap > SIZE_MAX / sizeof(uow_map_entry))
+      return UOW_ENOMEM;
     size_t bytes = cap * sizeof(uow_map_entry);
-    uow_map_entry *slots = cap <= SIZE_MAX / sizeof(*slots) ? uow__pages_alloc(&bytes) : NULL;
-    size_t paged = slots ? bytes : 0;
-    if (!slots && !(slots = uow__calloc(cap, sizeof(*slots))))
+    bool paged;
+    uow_map_entry *slots = uow__big_alloc(&bytes, true, &paged);
+    if (!slots)
       return UOW_ENOMEM;
     for (size_t i = 0; i < map->cap; i++)
       if (map->slots[i].value)
         map_insert(slots, cap, map->slots[i].hash, map->slots[i].value);
-    release_slots(map);
+    uow__big_free(map->slots, map->cap * sizeof(uow_map_entry), map->paged);
     map->slots = slots;
     map->cap = cap;
     map->paged = paged;
@@ -86,7 +80,7 @@ bool uow__map_remove(uow_map *map, uint64_t hash, const void *value) {
 }
 
 void uow__map_free(uow_map *map) {
-  release_slots(map);
+  uow__big_free(map->slots, map->cap * sizeof(uow_map_entry), map->paged);
   memset(map, 0, sizeof(*map));
 }
 

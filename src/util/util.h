@@ -31,16 +31,17 @@ void uow__free(void *ptr);
 char *uow__strdup(const char *s);
 char *uow__strndup(const char *s, size_t n);
 
-/* Big memory as fresh pages all in place (MAP_POPULATE: one system call
- * instead of a page fault per page touched), for arena blocks and hash tables of
- * UOW_PAGES_MIN bytes and more. Rounds *size up to whole pages of UOW_PAGE
- * bytes (at least the system's page size is then mapped); the memory is
- * zeroed. NULL when the size is smaller, an allocator was set with
- * uow_set_allocator (every byte then comes from it), or the system refuses:
- * the caller then uses uow__malloc. Release with uow__pages_free(p, *size). */
-enum { UOW_PAGES_MIN = 64 << 10, UOW_PAGE = 4096 };
-void *uow__pages_alloc(size_t *size);
-void uow__pages_free(void *p, size_t size);
+/* Memory for arena blocks and hash tables. From UOW_BIG_MIN bytes on, with
+ * the C library's allocator, fresh pages all in place (MAP_POPULATE: one
+ * system call instead of a page fault per page touched), zeroed, and *size
+ * rounded up to whole pages of UOW_PAGE bytes (at least the system's page
+ * size is then mapped). Otherwise (smaller, an allocator set with
+ * uow_set_allocator, or the system refuses) uow__malloc, or uow__calloc when
+ * `zeroed`. *paged says which; NULL on ENOMEM. Release with uow__big_free,
+ * with the size asked for or the one returned. */
+enum { UOW_BIG_MIN = 64 << 10, UOW_PAGE = 4096 };
+void *uow__big_alloc(size_t *size, bool zeroed, bool *paged);
+void uow__big_free(void *p, size_t size, bool paged);
 
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
@@ -98,7 +99,7 @@ typedef struct uow_map {
   uow_map_entry *slots;
   size_t cap; /* power of two */
   size_t len;
-  size_t paged; /* bytes of slots from uow__pages_alloc; 0: from uow__calloc */
+  bool paged; /* slots from uow__big_alloc's pages */
 } uow_map;
 /* `eq(value, key)` says whether a stored value matches the searched key. */
 typedef bool (*uow_map_eq)(const void *value, const void *key);
