@@ -195,7 +195,8 @@ typedef struct uow_store_ops {
   /** Execute a statement with `?` parameters; `affected` may be NULL. */
   int (*exec)(uow_store_conn *conn, const char *sql, const uow_value *params, size_t nparams,
               int64_t *affected, uow_status *st);
-  /** Count of round trips to the server on this connection (0 if not meaningful). */
+  /** Count of round trips to the server on this connection: the times it
+   * waited for replies with nothing more sent behind them (0 if not meaningful). */
   uint64_t (*round_trips)(uow_store_conn *conn);
 
   /* ---- ABI 2 ---- */
@@ -250,18 +251,44 @@ typedef struct uow_store_ops {
    */
   int (*read_many)(uow_store_conn *conn, const uow_read *reads, size_t n, size_t *failed,
                    uow_status *st);
+
+  /* ---- ABI 4 ---- */
+
+  /**
+   * One slice of a big flush (the core sends a flush of more than 1,000
+   * writes in slices): run `n` writes as `write` without `commit` would,
+   * but return before their outcome is known where the store can, so that
+   * the server works through them while the core makes the next slice.
+   *
+   * The call sends its own writes first, then completes the slice an earlier
+   * `write_ahead` left in flight: that slice's outputs (`generated`,
+   * `affected`) are filled, and its failure is this call's failure. This
+   * call's writes stay in flight until the next `write` or `write_ahead` on
+   * the connection completes them (`write` with `n` 0 only completes), so
+   * the `writes` array must stay valid until that call returns; the values
+   * it points to (`values`, and the bytes of text and blob values) need only
+   * last through this call, except `key`, which must last as long as the
+   * array. A store may complete a slice at once (PostgreSQL does when it
+   * holds an UPDATE or DELETE, whose row counts are checked on the client).
+   * A failure leaves nothing in flight. Any other function called with a
+   * slice in flight first completes it and fails with its failure.
+   * NULL: the core calls `write`. The core looks at this field only when
+   * `abi` is 4 or more.
+   */
+  int (*write_ahead)(uow_store_conn *conn, uow_write *writes, size_t n, uow_status *st);
 } uow_store_ops;
 
 /** The version of uow_store_ops this header describes (2: prepare_ready,
- * query_int64, apply, wait_outbox; 3: read_many). uow_register_store() takes
- * 2 and 3; a store of ABI 2 has no read_many, and its table ends before it. */
-#define UOW_STORE_ABI 3
+ * query_int64, apply, wait_outbox; 3: read_many; 4: write_ahead).
+ * uow_register_store() takes 2 to 4; a store of an older ABI has a table
+ * that ends before the functions added since, which the core never reads. */
+#define UOW_STORE_ABI 4
 
 /**
  * Make a store available to every environment opened afterwards. The built-in
  * stores are registered already. `ops` must stay valid for the life of the
  * process.
- * @return 0; UOW_EINVAL (abi other than 2 or 3, scheme taken); UOW_ENOMEM.
+ * @return 0; UOW_EINVAL (abi other than 2, 3 or 4, scheme taken); UOW_ENOMEM.
  * Threads: call before opening environments.
  */
 UOW_API int uow_register_store(const uow_store_ops *ops);

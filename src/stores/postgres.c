@@ -16,6 +16,12 @@
  *    the failure is reported as the stale row it means. That check costs the
  *    server a few microseconds per statement, so a batch of many UPDATEs and
  *    DELETEs checks their row counts here and sends COMMIT after them.
+ *  - A slice of a big flush made only of INSERTs goes ahead (write_ahead):
+ *    it is sent with its Sync and left in flight, and its replies are read
+ *    when the next slice or request has been sent behind it. The connection
+ *    keeps the slice's writes (c->ahead) to put the generated keys back and
+ *    to name the write that failed. Every other entry point settles the
+ *    slice in flight first.
  *  - Statements are prepared once per connection (named uow_<n>) and cached
  *    by their shape; the Parse goes in the same pipeline as the first use.
  *  - Values travel in binary where the format is simple and results come
@@ -123,6 +129,7 @@ struct uow_store_conn {
   uow_buf sql;     /* SQL text being built */
   uow_buf scratch; /* text made while decoding a row */
   uow_vec items;   /* pg_item of the running batch */
+  uow_vec ahead;   /* pg_item of the batch pg_write_ahead left in flight */
   bool listening;  /* LISTEN uow_outbox was sent (a relay's own connection) */
   /* Whether a relay listens on this database, as last seen (see pg_write). */
   bool relay_listens;
@@ -179,6 +186,7 @@ typedef struct pg_batch {
   bool commit_settled; /* COMMIT's fate is known */
   bool committed;
   bool reread;        /* a read met a type it cannot decode in binary: run it again as text */
+  bool synced;        /* the Sync of conn->items is sent already (pg_write_ahead) */
   size_t failed_item; /* 1 + the index in conn->items of the first item that failed; 0: none */
 } pg_batch;
 
@@ -354,7 +362,7 @@ static bool conn_usable(const uow_store_conn *c) {
   return c->pg && PQstatus(c->pg) == CONNECTION_OK;
 }
 
-static int batch_start(pg_batch *b, uow_store_conn *c, uow_status *st) {
+static int batch_open(pg_batch *b, uow_store_conn *c, uow_status *st) {
   memset(b, 0, sizeof(*b));
   b->conn = c;
   b->st = st ? st : &b->own_status;
@@ -726,8 +734,9 @@ static void batch_reply(pg_batch *b, const pg_item *it, PGresult *res) {
   }
 }
 
-/* Read every reply up to the Sync. Each item's replies end with a NULL. */
-static void batch_read(pg_batch *b) {
+/* Read every reply to `items` up to their Sync. Each item's replies end
+ * with a NULL. */
+static void batch_read(pg_batch *b, const uow_vec *items) {
   uow_store_conn *c = b->conn;
   size_t next = 0;
   for (;;) {
@@ -738,7 +747,7 @@ static void batch_read(pg_batch *b) {
         b->broken = true;
         return;
       }
-      if (++next > c->items.len) {
+      if (++next > items->len) {
         batch_fail(b, UOW_EIO, "the server's replies are out of step");
         b->broken = true;
         return;
@@ -756,10 +765,10 @@ static void batch_read(pg_batch *b) {
       b->broken = true;
       return;
     }
-    if (next < c->items.len) {
+    if (next < items->len) {
       bool failed_before = b->code != UOW_OK;
-      batch_reply(b, &UOW_VEC_AT(&c->items, pg_item, next), res);
-      if (!failed_before && b->code != UOW_OK)
+      batch_reply(b, &UOW_VEC_AT(items, pg_item, next), res);
+      if (!failed_before && b->code != UOW_OK && items == &c->items)
         b->failed_item = next + 1;
     }
     PQclear(res);
@@ -787,9 +796,9 @@ static int batch_run(pg_batch *b) {
   if (!c->pg)
     return b->code;
   if (!b->broken && c->items.len) {
-    if (PQpipelineSync(c->pg)) {
+    if (b->synced || PQpipelineSync(c->pg)) {
       c->round_trips++;
-      batch_read(b);
+      batch_read(b, &c->items);
     } else {
       batch_fail(b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
       b->broken = true;
@@ -804,6 +813,25 @@ static int batch_run(pg_batch *b) {
   if (b->commit_queued)
     batch_settle_commit(b);
   return b->code;
+}
+
+/* Read the replies to the batch pg_write_ahead left in flight, with nothing
+ * queued behind it, and leave pipeline mode; returns its failure. */
+static int ahead_settle(uow_store_conn *c, uow_status *st) {
+  pg_batch b;
+  int rc = batch_open(&b, c, st);
+  if (rc == UOW_OK)
+    batch_read(&b, &c->ahead);
+  c->ahead.len = 0;
+  return rc == UOW_OK ? batch_run(&b) : rc;
+}
+
+/* Start a batch; a batch still in flight is settled first, and its failure
+ * is this one's (the core completes it with a write before anything else,
+ * so this only happens when a unit failed between slices). */
+static int batch_start(pg_batch *b, uow_store_conn *c, uow_status *st) {
+  int rc = c->ahead.len ? ahead_settle(c, st) : UOW_OK;
+  return rc == UOW_OK ? batch_open(b, c, st) : rc;
 }
 
 /* ---- writes ---- */
@@ -961,12 +989,42 @@ static void queue_relay_wakeup(pg_batch *b) {
     batch_send_failed(b);
 }
 
-static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit, uow_status *st) {
-  if (n == 0)
-    return commit ? pg_commit(c, st) : UOW_OK;
+/* Check the writes and open their batch. A call that fails before sending
+ * anything settles the batch in flight too: a failure leaves none. */
+static int writes_open(pg_batch *b, uow_store_conn *c, const uow_write *writes, size_t n,
+                       uow_status *st) {
   int rc = check_writes(writes, n, st);
-  if (rc != UOW_OK)
-    return rc;
+  if (rc == UOW_OK)
+    rc = batch_open(b, c, st);
+  if (rc != UOW_OK && c->ahead.len)
+    ahead_settle(c, NULL);
+  return rc;
+}
+
+/* Queue the writes of one batch behind the deferred BEGIN. The statement
+ * cache is trimmed only with no batch in flight, whose items point at it. */
+static void queue_writes(pg_batch *b, uow_write *writes, size_t n, bool server_checked) {
+  queue_begin(b);
+  if (!b->conn->ahead.len)
+    cache_trim(b);
+  for (size_t i = 0; i < n && !b->code;)
+    i += queue_write_run(b, writes + i, n - i, server_checked);
+}
+
+/* Read the replies to the batch in flight while the server works through
+ * what this batch queued: that is no round trip of its own. */
+static void read_ahead(pg_batch *b) {
+  uow_store_conn *c = b->conn;
+  if (!c->ahead.len)
+    return;
+  if (!b->broken)
+    batch_read(b, &c->ahead);
+  c->ahead.len = 0;
+}
+
+static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit, uow_status *st) {
+  if (n == 0 && !c->ahead.len)
+    return commit ? pg_commit(c, st) : UOW_OK;
   /* COMMIT joins the writes when the server checks every UPDATE and DELETE
    * (checked_write_sql): a failing write, a stale row included, aborts the
    * pipeline, so COMMIT is skipped. Otherwise a stale row is no error to the
@@ -976,12 +1034,17 @@ static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit,
     checks += writes[i].kind != UOW_WRITE_INSERT;
   bool server_checked = commit && checks <= SERVER_CHECKS_MAX;
   pg_batch b;
-  if ((rc = batch_start(&b, c, st)) != UOW_OK)
+  int rc = writes_open(&b, c, writes, n, st);
+  if (rc != UOW_OK)
     return rc;
-  queue_begin(&b);
-  cache_trim(&b);
-  for (size_t i = 0; i < n && !b.code;)
-    i += queue_write_run(&b, writes + i, n - i, server_checked);
+  queue_writes(&b, writes, n, server_checked);
+  /* The batch in flight is settled before COMMIT is queued: COMMIT follows
+   * only writes whose outcome is known or that fail on the server. */
+  if (c->ahead.len && !b.code && PQflush(c->pg) != 0) {
+    batch_fail(&b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
+    b.broken = true;
+  }
+  read_ahead(&b);
   bool outbox = false;
   for (size_t i = 0; i < n && commit && !outbox; i++)
     outbox =
@@ -997,6 +1060,40 @@ static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit,
   if (rc != UOW_OK || !commit_later)
     return rc;
   return pg_commit(c, st);
+}
+
+/*
+ * A slice of a big flush: its INSERTs are sent with their Sync, then the
+ * replies to the slice sent before are read, and the call returns with this
+ * one in flight, so the server works while the core makes the next slice.
+ * A slice with an UPDATE or DELETE runs at once: its row counts are checked
+ * here, and a COMMIT must not be sent behind an unchecked one.
+ */
+static int pg_write_ahead(uow_store_conn *c, uow_write *writes, size_t n, uow_status *st) {
+  bool inserts = n > 0;
+  for (size_t i = 0; i < n && inserts; i++)
+    inserts = writes[i].kind == UOW_WRITE_INSERT;
+  if (!inserts)
+    return pg_write(c, writes, n, false, st);
+  pg_batch b;
+  int rc = writes_open(&b, c, writes, n, st);
+  if (rc != UOW_OK)
+    return rc;
+  queue_writes(&b, writes, n, false);
+  if (!b.code) {
+    b.synced = PQpipelineSync(c->pg) == 1;
+    if (!b.synced) {
+      batch_fail(&b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
+      b.broken = true;
+    }
+  }
+  read_ahead(&b);
+  if (b.code || b.broken)
+    return batch_run(&b); /* this slice's replies too: nothing stays in flight */
+  uow_vec sent = c->ahead;
+  c->ahead = c->items;
+  c->items = sent;
+  return UOW_OK;
 }
 
 /* The statement for a read; NULL after batch_fail. */
@@ -1584,6 +1681,7 @@ static void pg_disconnect(uow_store_conn *c) {
   uow__buf_free(&c->sql);
   uow__buf_free(&c->scratch);
   uow__vec_free(&c->items);
+  uow__vec_free(&c->ahead);
   uow__free(c);
 }
 
@@ -1667,4 +1765,5 @@ const uow_store_ops uow__postgres_store = {
     .query_int64 = pg_query_int64,
     .wait_outbox = pg_wait_outbox,
     .read_many = pg_read_many,
+    .write_ahead = pg_write_ahead,
 };
