@@ -7,7 +7,10 @@
  * store as one batch (one round trip on PostgreSQL), cutting a batch only when
  * the next write needs a key the store has not assigned yet or when the store
  * changes. At commit the last batch also carries the outbox rows and the
- * COMMIT itself, so a single-store unit commits in one round trip.
+ * COMMIT itself, so a single-store unit commits in one round trip. A big
+ * flush goes in slices of FLUSH_SLICE writes; a store with write_ahead keeps
+ * one slice in flight while the next is made, so its server never waits for
+ * the client between slices.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +18,22 @@
 
 #include "core/core.h"
 
+/* Writes for one store, with the records they are for. */
+typedef struct slice {
+  uow_vec writes;   /* uow_write */
+  uow_vec owners;   /* uow_record *, the record of each write (NULL: a row of the library's) */
+  uow_vec replaced; /* uow_record *, the deleted record a write replaces, or NULL */
+} slice;
+
 typedef struct flush {
   uow_unit *unit;
-  uow_arena scratch; /* values and outbox rows: live until the flush ends */
+  uow_arena scratch; /* values and outbox rows of the pending batch */
   uow_vec ops;       /* uow_record *, in execution order: inserts, updates, deletes */
   size_t updates;    /* the index in ops of the first update */
   size_t deletes;    /* the index in ops of the first delete */
-  uow_store *store;  /* the pending batch's store */
-  uow_vec writes;    /* uow_write, the pending batch */
-  uow_vec owners;    /* uow_record *, the record of each pending write (NULL: outbox) */
-  uow_vec replaced;  /* uow_record *, per pending write */
+  uow_store *store;  /* the store of the pending batch and of the slice ahead */
+  slice batch;       /* the pending batch, not sent yet */
+  slice ahead;       /* sent with write_ahead, its outcome not known yet */
   unsigned mark;
   bool final; /* the commit's flush: nothing reads the unit's records after it */
 } flush;
@@ -240,34 +249,77 @@ static int apply(flush *f, uow_record *rec, uow_record *replaced, const uow_writ
   return was_new ? uow__identity_add(unit, rec) : UOW_OK;
 }
 
-/* Send the pending batch; `commit` also commits its store's transaction. */
+/* The writes of `s` are done: their records take their new state. */
+static int apply_slice(flush *f, slice *s, bool commit) {
+  for (size_t i = 0; i < s->writes.len; i++) {
+    uow_record *rec = UOW_VEC_AT(&s->owners, uow_record *, i);
+    /* After a COMMIT the writes are durable, so running out of memory here
+     * must not fail the commit: a record left half updated is harmless, as
+     * a committed unit only accepts uow_end. */
+    if (rec &&
+        apply(f, rec, UOW_VEC_AT(&s->replaced, uow_record *, i),
+              &UOW_VEC_AT(&s->writes, uow_write, i)) &&
+        !commit)
+      return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory after writing");
+  }
+  s->writes.len = s->owners.len = s->replaced.len = 0;
+  return UOW_OK;
+}
+
+/* Writes sent or still to send on f->store. */
+static bool pending(const flush *f) { return f->batch.writes.len || f->ahead.writes.len; }
+
+/* Send the pending batch and complete the slice ahead; `commit` also commits
+ * the store's transaction. */
 static int run_batch(flush *f, bool commit) {
   uow_unit *unit = f->unit;
-  if (!f->writes.len && !commit)
+  if (!pending(f) && !commit)
     return UOW_OK;
   uow_unit_store *us;
   int rc = uow__unit_join(unit, f->store, 0, &us);
   if (rc)
     return rc;
   uow_status st = {0, ""};
-  rc = f->store->ops->write(us->conn, f->writes.items, f->writes.len, commit, &st);
+  rc = f->store->ops->write(us->conn, f->batch.writes.items, f->batch.writes.len, commit, &st);
   if (rc)
     return uow__unit_store_error(unit, commit ? "commit" : "flush", us, &st);
   us->proven = true;
-  us->wrote = us->wrote || f->writes.len;
-  for (size_t i = 0; i < f->writes.len; i++) {
-    uow_record *rec = UOW_VEC_AT(&f->owners, uow_record *, i);
-    /* After a COMMIT the writes are durable, so running out of memory here
-     * must not fail the commit: a record left half updated is harmless, as
-     * a committed unit only accepts uow_end. */
-    if (rec &&
-        apply(f, rec, UOW_VEC_AT(&f->replaced, uow_record *, i),
-              &UOW_VEC_AT(&f->writes, uow_write, i)) &&
-        !commit)
-      return uow__unit_fail(unit, UOW_ENOMEM, "flush: out of memory after writing");
-  }
-  f->writes.len = f->owners.len = f->replaced.len = 0;
+  us->wrote = us->wrote || pending(f);
+  rc = apply_slice(f, &f->ahead, commit);
+  return rc ? rc : apply_slice(f, &f->batch, commit);
+}
+
+/* Send a full slice. Where the store can (write_ahead), it is left in flight
+ * while the next one is made, and the slice sent before it completes. */
+static int send_slice(flush *f) {
+  const uow_store_ops *ops = f->store->ops;
+  if (ops->abi < 4 || !ops->write_ahead)
+    return run_batch(f, false);
+  uow_unit_store *us;
+  int rc = uow__unit_join(f->unit, f->store, 0, &us);
+  if (rc)
+    return rc;
+  uow_status st = {0, ""};
+  rc = ops->write_ahead(us->conn, f->batch.writes.items, f->batch.writes.len, &st);
+  if (rc)
+    return uow__unit_store_error(f->unit, "flush", us, &st);
+  us->proven = us->wrote = true;
+  if ((rc = apply_slice(f, &f->ahead, false)))
+    return rc;
+  slice done = f->ahead;
+  f->ahead = f->batch;
+  f->batch = done;
   return UOW_OK;
+}
+
+/* A flush that failed between slices leaves one in flight: its outcome no
+ * longer matters, but the store must be done with its writes before they
+ * are freed. */
+static void settle(flush *f) {
+  if (!f->ahead.writes.len)
+    return;
+  uow_status st = {0, ""};
+  f->store->ops->write(f->unit->stores[f->store->index].conn, NULL, 0, false, &st);
 }
 
 static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_record *replaced,
@@ -275,12 +327,13 @@ static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_r
   if (f->store != store && (*rc = run_batch(f, false)))
     return NULL;
   f->store = store;
-  uow_write *w = uow__vec_push(&f->writes, sizeof(*w));
-  uow_record **o = w ? uow__vec_push(&f->owners, sizeof(*o)) : NULL;
-  uow_record **r = o ? uow__vec_push(&f->replaced, sizeof(*r)) : NULL;
+  slice *s = &f->batch;
+  uow_write *w = uow__vec_push(&s->writes, sizeof(*w));
+  uow_record **o = w ? uow__vec_push(&s->owners, sizeof(*o)) : NULL;
+  uow_record **r = o ? uow__vec_push(&s->replaced, sizeof(*r)) : NULL;
   if (!r) {
-    f->writes.len = f->owners.len;
-    f->owners.len = f->replaced.len;
+    s->writes.len = s->owners.len;
+    s->owners.len = s->replaced.len;
     *rc = uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
     return NULL;
   }
@@ -420,13 +473,23 @@ static int add_delete(flush *f, uow_record *rec) {
  * per slice costs less than holding every row's values at once. */
 enum { FLUSH_SLICE = 1000 };
 
+static int slice_reserve(slice *s, size_t room) {
+  return uow__vec_reserve(&s->writes, room, sizeof(uow_write)) ||
+         uow__vec_reserve(&s->owners, room, sizeof(uow_record *)) ||
+         uow__vec_reserve(&s->replaced, room, sizeof(uow_record *));
+}
+
+static void slice_free(slice *s) {
+  uow__vec_free(&s->writes);
+  uow__vec_free(&s->owners);
+  uow__vec_free(&s->replaced);
+}
+
 static int execute(flush *f) {
   /* Room for a slice's writes at once rather than by doubling, which copies
    * and touches fresh memory again and again. */
   size_t room = f->ops.len < FLUSH_SLICE ? f->ops.len : FLUSH_SLICE;
-  if (uow__vec_reserve(&f->writes, room, sizeof(uow_write)) ||
-      uow__vec_reserve(&f->owners, room, sizeof(uow_record *)) ||
-      uow__vec_reserve(&f->replaced, room, sizeof(uow_record *)))
+  if (slice_reserve(&f->batch, room) || (f->ops.len > FLUSH_SLICE && slice_reserve(&f->ahead, room)))
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   int rc = UOW_OK;
   for (size_t i = 0; i < f->ops.len && !rc; i++) {
@@ -451,7 +514,7 @@ static int execute(flush *f) {
     }
     /* Between operations the scratch arena holds only the values of the
      * pending writes: once they are sent, its blocks serve the next slice. */
-    if (!rc && f->writes.len >= FLUSH_SLICE && !(rc = run_batch(f, false)))
+    if (!rc && f->batch.writes.len >= FLUSH_SLICE && !(rc = send_slice(f)))
       uow__arena_recycle(&f->scratch, SIZE_MAX);
   }
   return rc;
@@ -599,7 +662,7 @@ static int commit_readers(uow_unit *unit, const uow_store *except) {
 /* One store written: its last batch, the outbox rows and COMMIT go together. */
 static int finish_one_phase(flush *f) {
   uow_unit *unit = f->unit;
-  uow_store *target = outbox_store(unit, f->writes.len ? f->store : NULL);
+  uow_store *target = outbox_store(unit, pending(f) ? f->store : NULL);
   int64_t now = uow__now_ms();
   int rc = add_intents(f, target, now);
   if (rc)
@@ -610,7 +673,7 @@ static int finish_one_phase(flush *f) {
   rc = commit_readers(unit, target);
   if (rc)
     return rc;
-  if (!unit->events.len && !f->writes.len && !unit->stores[target->index].in_txn)
+  if (!unit->events.len && !pending(f) && !unit->stores[target->index].in_txn)
     return UOW_OK;
   rc = add_events(f, target, now);
   if (!rc) {
@@ -645,7 +708,7 @@ static int decider_failed(uow_unit *unit, int rc) {
 static int finish_two_phase(flush *f, uow_store *decider) {
   uow_unit *unit = f->unit;
   int rc = UOW_OK;
-  if (f->writes.len && f->store != decider)
+  if (pending(f) && f->store != decider)
     rc = run_batch(f, false);
   if (!rc)
     rc = commit_readers(unit, decider);
@@ -695,10 +758,11 @@ int uow__flush(uow_unit *unit, bool commit) {
     rc = run_batch(&f, false);
   else if (!rc)
     rc = decider ? finish_two_phase(&f, decider) : finish_one_phase(&f);
+  if (rc)
+    settle(&f);
   uow__vec_free(&f.ops);
-  uow__vec_free(&f.writes);
-  uow__vec_free(&f.owners);
-  uow__vec_free(&f.replaced);
+  slice_free(&f.batch);
+  slice_free(&f.ahead);
   uow__arena_free(&f.scratch);
   return rc;
 }
