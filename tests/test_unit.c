@@ -1424,6 +1424,101 @@ static void flush_in_slices_is_all_or_nothing(void **state) {
   assert_int_equal(test_count(w->env, "users", "name = 'Sliced' AND score = 2"), 1);
 }
 
+/* Users named `name` with ids from `first_id` on; the one at `odd_one` (if
+ * any) gets `odd_email` or, when that is NULL, the id `odd_id`. */
+static void new_users(uow_unit *unit, int rows, const char *name, int64_t first_id, int odd_one,
+                      const char *odd_email, int64_t odd_id) {
+  char email[64];
+  for (int i = 0; i < rows; i++) {
+    snprintf(email, sizeof(email), "%s%d@example.com", name, i);
+    bool odd = i == odd_one;
+    user *u = new_user(unit, odd && odd_email ? odd_email : email, name, 1.0);
+    u->id = odd && !odd_email ? odd_id : first_id + i;
+  }
+}
+
+/* On PostgreSQL the first slice is still in flight while the next one is
+ * made: a constraint it breaks fails the flush all the same, whether the
+ * flush is uow_flush or the commit's, and the connection serves the next
+ * unit. */
+static void constraint_failing_in_an_early_slice_fails_the_flush_and_writes_nothing(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 2500 };
+  seed_user(w->env, "taken@example.com", "Taken", 0);
+  for (int commit = 0; commit < 2; commit++) {
+    uow_unit *unit = begin(w->env);
+    new_users(unit, ROWS, "Early", 10, 10, "taken@example.com", 0);
+    UCODE(unit, UOW_ECONSTRAINT, commit ? uow_commit(unit) : uow_flush(unit));
+    assert_contains(uow_errmsg(unit), "email");
+    UOK(unit, uow_rollback(unit));
+    uow_end(unit);
+    assert_int_equal(test_count(w->env, "users", "name = 'Early'"), 0);
+  }
+  uow_unit *unit = begin(w->env);
+  new_users(unit, ROWS, "Early", 10, -1, NULL, 0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Early'"), ROWS);
+}
+
+/* A flush that fails on the client after a slice went to the store (a new
+ * object with the key of a loaded one) writes nothing, and the slice that
+ * was in flight is settled before its memory is freed (AddressSanitizer
+ * sees it otherwise). */
+static void flush_failing_between_slices_writes_nothing_and_the_next_unit_works(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 1500 };
+  int64_t loaded = seed_user(w->env, "loaded@example.com", "Loaded", 0);
+  uow_unit *unit = begin(w->env);
+  get_user(unit, loaded);
+  new_users(unit, ROWS, "Between", 10, 1200, NULL, loaded);
+  UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
+  assert_contains(uow_errmsg(unit), "already in this unit");
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Between'"), 0);
+
+  unit = begin(w->env);
+  new_users(unit, ROWS, "Between", 10, -1, NULL, 0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Between'"), ROWS);
+}
+
+/* Children made after 1,500 new parents need keys the store generates for a
+ * slice that may still be in flight: the flush waits for it, and every
+ * child gets its own parent's key. */
+static void children_get_the_keys_of_parents_generated_in_an_earlier_slice(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 1500 };
+  static course *parents[ROWS];
+  static enrollment *children[ROWS];
+  uow_unit *unit = begin(w->env);
+  for (int i = 0; i < ROWS; i++) {
+    UOK(unit, uow_new(unit, &course_entity, (void **)&parents[i]));
+    parents[i]->title = "Slice parent";
+    parents[i]->seats = i;
+  }
+  for (int i = 0; i < ROWS; i++) {
+    char learner[32];
+    snprintf(learner, sizeof(learner), "child%d", i);
+    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&children[i]));
+    children[i]->course = parents[i];
+    children[i]->learner = dup(unit, learner);
+  }
+  UOK(unit, uow_commit(unit));
+  for (int i = 0; i < ROWS; i++) {
+    assert_true(parents[i]->id > 0);
+    assert_int_equal(children[i]->course_id, parents[i]->id);
+  }
+  uow_end(unit);
+  /* In the database too: child i belongs to the parent with i seats. */
+  assert_int_equal(test_count(w->env, "enrollments",
+                              "course_id IN (SELECT id FROM courses WHERE title = 'Slice parent' "
+                              "AND seats = CAST(substr(learner, 6) AS INTEGER))"),
+                   ROWS);
+}
+
 static void commit_twice_is_misuse(void **state) {
   test_world *w = *state;
   uow_unit *unit = begin(w->env);
@@ -2344,9 +2439,10 @@ static void fetch_refuses_bad_input_and_reads_nothing(void **state) {
   assert_int_equal(test_count(w->env, "users", NULL), 1);
 }
 
-/* A store of store ABI 2 (no read_many): the store under test, registered
- * again under the scheme "abi2<scheme>" from a table exactly as long as an
- * ABI 2 table, so that reading past it is caught under AddressSanitizer. */
+/* A store of an older store ABI (2: no read_many; 3: no write_ahead): the
+ * store under test, registered again under the scheme "abi<N><scheme>" from
+ * a table exactly as long as a table of that ABI, so that reading past it is
+ * caught under AddressSanitizer. */
 extern const uow_store_ops uow__sqlite_store;
 extern const uow_store_ops uow__postgres_store;
 
@@ -2354,40 +2450,79 @@ static const uow_store_ops *store_under_test(void) {
   return test_on_sqlite() ? &uow__sqlite_store : &uow__postgres_store;
 }
 
-static int abi2_open(const char *url, const uow_store_config *cfg, uow_store_driver **out,
-                     uow_status *st) {
-  return store_under_test()->open(url + strlen("abi2"), cfg, out, st);
+static int old_abi_open(const char *url, const uow_store_config *cfg, uow_store_driver **out,
+                        uow_status *st) {
+  return store_under_test()->open(url + strlen("abiN"), cfg, out, st);
 }
 
-static void register_abi2_store(void) {
-  static uow_store_ops *table; /* registered for the life of the process */
-  if (table)
+static void register_old_store(int abi) {
+  static unsigned char *tables[2]; /* registered for the life of the process */
+  static char schemes[2][32];
+  assert_true(abi == 2 || abi == 3);
+  if (tables[abi - 2])
     return;
-  size_t size = offsetof(uow_store_ops, read_many);
-  table = malloc(size);
-  assert_non_null(table);
-  memcpy(table, store_under_test(), size);
-  table->scheme = test_on_sqlite() ? "abi2sqlite" : "abi2postgresql";
-  table->alias = NULL;
-  table->open = abi2_open;
-  table->abi = 1;
+  size_t size = abi == 2 ? offsetof(uow_store_ops, read_many) : offsetof(uow_store_ops, write_ahead);
+  uow_store_ops full = *store_under_test();
+  snprintf(schemes[abi - 2], sizeof(schemes[0]), "abi%d%s", abi,
+           test_on_sqlite() ? "sqlite" : "postgresql");
+  full.scheme = schemes[abi - 2];
+  full.alias = NULL;
+  full.open = old_abi_open;
+  full.abi = 1;
+  unsigned char *bytes = tables[abi - 2] = malloc(size);
+  assert_non_null(bytes);
+  memcpy(bytes, &full, size);
+  const uow_store_ops *table = (const uow_store_ops *)(void *)bytes;
   assert_int_equal(uow_register_store(table), UOW_EINVAL);
-  table->abi = 2;
+  full.abi = abi;
+  memcpy(bytes, &full, size);
   assert_int_equal(uow_register_store(table), UOW_OK);
+}
+
+/* An environment on the store under test, through a table of ABI `abi`. */
+static uow_env *old_store_env(int abi) {
+  register_old_store(abi);
+  char url[4096];
+  snprintf(url, sizeof(url), "abi%d%s", abi, test_url());
+  uow_env *env = NULL;
+  EOK(env, uow_env_open(NULL, &env));
+  EOK(env, uow_env_add_store(env, "main", url));
+  EOK(env, uow_env_map(env, &user_entity, "main"));
+  EOK(env, uow_env_map(env, &course_entity, "main"));
+  EOK(env, uow_env_map(env, &enrollment_entity, "main"));
+  return env;
+}
+
+/* Stores of ABI 2 and 3 have no write_ahead: a big flush goes to them one
+ * slice at a time through write, all of it or none. */
+static void big_flush_on_a_store_of_abi_2_or_3_goes_slice_by_slice(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 2500 };
+  seed_user(w->env, "taken@example.com", "Taken", 0);
+  for (int abi = 2; abi <= 3; abi++) {
+    char name[16], where[32];
+    snprintf(name, sizeof(name), "Abi%d", abi);
+    snprintf(where, sizeof(where), "name = '%s'", name);
+    uow_env *env = old_store_env(abi);
+    uow_unit *unit = begin(env);
+    new_users(unit, ROWS, name, abi * 10000, 10, "taken@example.com", 0);
+    UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
+    uow_end(unit);
+    assert_int_equal(test_count(w->env, "users", where), 0);
+    unit = begin(env);
+    new_users(unit, ROWS, name, abi * 10000, -1, NULL, 0);
+    UOK(unit, uow_commit(unit));
+    uow_end(unit);
+    assert_int_equal(test_count(w->env, "users", where), ROWS);
+    uow_env_close(env);
+  }
 }
 
 static void fetch_reads_one_item_at_a_time_from_a_store_of_abi_2(void **state) {
   test_world *w = *state;
   int64_t id = seed_course(w->env, "Old store", 10);
   seed_enrollment(w->env, id, "ada");
-  register_abi2_store();
-  char url[4096];
-  snprintf(url, sizeof(url), "abi2%s", test_url());
-  uow_env *env = NULL;
-  EOK(env, uow_env_open(NULL, &env));
-  EOK(env, uow_env_add_store(env, "main", url));
-  EOK(env, uow_env_map(env, &course_entity, "main"));
-  EOK(env, uow_env_map(env, &enrollment_entity, "main"));
+  uow_env *env = old_store_env(2);
 
   uow_unit *unit = begin(env);
   course *c = NULL;
@@ -2471,6 +2606,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(bad_arguments_are_einval, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(unique_violation_leaves_neither_row, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(flush_in_slices_is_all_or_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(constraint_failing_in_an_early_slice_fails_the_flush_and_writes_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(flush_failing_between_slices_writes_nothing_and_the_next_unit_works, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(children_get_the_keys_of_parents_generated_in_an_earlier_slice, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_twice_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_commit_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_end_is_misuse, test_setup, test_teardown),
@@ -2495,6 +2633,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(fetch_for_update_blocks_a_second_units_writer, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_refuses_bad_input_and_reads_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_reads_one_item_at_a_time_from_a_store_of_abi_2, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(big_flush_on_a_store_of_abi_2_or_3_goes_slice_by_slice, test_setup, test_teardown),
   };
   // clang-format on
   if (argc > 1)
