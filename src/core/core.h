@@ -46,6 +46,7 @@ typedef struct uow_mapping {
   unsigned depth; /* 0 for an entity that references nothing; parents are shallower */
   size_t header;  /* bytes before the object in a record (aligned) */
   bool parents;   /* a reference column has a parent pointer member */
+  uint64_t bytes; /* bit i: column i is text or a blob, whose bytes live apart */
 } uow_mapping;
 
 struct uow_env {
@@ -246,7 +247,9 @@ static inline void *uow__record_object(const uow_record *rec) {
   return (char *)rec + rec->map->header;
 }
 uow_record *uow__record_of(uow_unit *unit, void *object);
-uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map);
+/* A new record with its object zeroed, and `extra` bytes of the unit's
+ * memory after the object for the caller (not zeroed). */
+uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra);
 uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key);
 int uow__identity_add(uow_unit *unit, uow_record *rec);
 void uow__identity_remove(uow_unit *unit, uow_record *rec);

@@ -380,9 +380,12 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   map->version = version;
   map->depth = depth;
   map->header = (sizeof(uow_record) + 15) & ~(size_t)15;
-  for (size_t i = 0; i < entity->ncolumns; i++)
-    map->parents |=
-        entity->columns[i].references && entity->columns[i].parent_offset != UOW_NO_MEMBER;
+  for (size_t i = 0; i < entity->ncolumns; i++) {
+    const uow_column *col = &entity->columns[i];
+    map->parents |= col->references && col->parent_offset != UOW_NO_MEMBER;
+    if (col->type == UOW_TEXT || col->type == UOW_BLOB)
+      map->bytes |= UINT64_C(1) << i;
+  }
   if (uow__map_put(&env->by_entity, entity_hash(entity), map)) {
     env->mappings.len--;
     uow__free(map);

@@ -20,15 +20,17 @@ uow_record *uow__record_of(uow_unit *unit, void *object) {
   return rec;
 }
 
-uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map) {
+uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra) {
   uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
   if (!slot)
     return NULL;
-  uow_record *rec = uow__arena_alloc(&unit->arena, map->header + map->entity->size);
+  size_t size = map->header + map->entity->size;
+  uow_record *rec = size + extra >= size ? uow__arena_alloc_raw(&unit->arena, size + extra) : NULL;
   if (!rec) {
     unit->records.len--;
     return NULL;
   }
+  memset(rec, 0, size);
   rec->magic = UOW_RECORD_MAGIC;
   rec->map = map;
   rec->unit = unit;
@@ -252,21 +254,81 @@ typedef struct load_ctx {
   uow_record *first;
 } load_ctx;
 
-/* The snapshot of a record just loaded from `row`: like uow__record_snapshot,
- * but text and blob bytes are copied from the row, whose sizes are known. */
-static int snapshot_row(uow_unit *unit, uow_record *rec, const uow_value *row) {
-  const uow_entity *e = rec->map->entity;
-  void *snapshot = uow__arena_dup(&unit->arena, uow__record_object(rec), e->size);
-  if (!snapshot)
-    return UOW_ENOMEM;
-  for (size_t i = 0; i < e->ncolumns; i++) {
-    const uow_column *col = &e->columns[i];
-    if ((col->type == UOW_TEXT || col->type == UOW_BLOB) &&
-        uow__member_set(unit, col, snapshot, &row[i]))
-      return UOW_ENOMEM;
+/* The text and blob columns of `map` that are not NULL in `row`. */
+static uint64_t row_bytes(const uow_mapping *map, const uow_value *row) {
+  uint64_t bytes = 0;
+  for (uint64_t m = map->bytes; m; m &= m - 1) {
+    size_t i = (size_t)__builtin_ctzll(m);
+    if (!row[i].is_null)
+      bytes |= UINT64_C(1) << i;
   }
+  return bytes;
+}
+
+/* Where the snapshot of a record loaded from a row begins, from the record. */
+static size_t row_snapshot_at(const uow_mapping *map) {
+  return (map->header + map->entity->size + 15) & ~(size_t)15;
+}
+
+/* What a record loaded from `row` needs after its object: the snapshot
+ * (row_snapshot_at), then two copies of the values of the `bytes` columns
+ * (the object's and the snapshot's), each with a terminating or spare byte;
+ * 0 if that does not fit in a size_t. */
+static size_t row_extra(const uow_mapping *map, const uow_value *row, uint64_t bytes) {
+  size_t extra = row_snapshot_at(map) - map->header;
+  for (uint64_t m = bytes; m; m &= m - 1) {
+    size_t size = row[__builtin_ctzll(m)].v.bytes.size;
+    if (size > SIZE_MAX / 4 || extra + 2 * (size + 1) < extra)
+      return 0;
+    extra += 2 * (size + 1);
+  }
+  return extra;
+}
+
+/* Copy the values of the `bytes` columns of `row` into `to` for the members
+ * of `image`; returns the byte after the last copy. */
+static char *row_bytes_to(const uow_entity *e, uint64_t bytes, void *image, const uow_value *row,
+                          char *to) {
+  for (uint64_t m = bytes; m; m &= m - 1) {
+    size_t i = (size_t)__builtin_ctzll(m);
+    const uow_column *col = &e->columns[i];
+    size_t size = row[i].v.bytes.size;
+    char *copy = to;
+    if (size)
+      memcpy(copy, row[i].v.bytes.data, size);
+    copy[size] = '\0'; /* a string's end; one spare byte keeps an empty blob's pointer non-NULL */
+    to += size + 1;
+    char *member = (char *)image + col->offset;
+    if (col->type == UOW_TEXT) {
+      memcpy(member, &copy, sizeof(copy));
+    } else {
+      uow_blob blob = {copy, size};
+      memcpy(member, &blob, sizeof(blob));
+    }
+  }
+  return to;
+}
+
+/* A record for a row the unit does not have: the object, its snapshot and
+ * their text and blob bytes come in one piece of the unit's memory. */
+static uow_record *record_from_row(uow_unit *unit, const uow_mapping *map, const uow_value *row) {
+  const uow_entity *e = map->entity;
+  uint64_t bytes = row_bytes(map, row);
+  size_t extra = row_extra(map, row, bytes);
+  uow_record *rec = extra ? uow__record_new(unit, map, extra) : NULL;
+  if (!rec)
+    return NULL;
+  rec->state = UOW_REC_CLEAN;
+  char *object = uow__record_object(rec);
+  for (size_t i = 0; i < e->ncolumns; i++)
+    if (!(bytes & (UINT64_C(1) << i)))
+      uow__member_set(unit, &e->columns[i], object, &row[i]); /* no memory needed */
+  char *snapshot = (char *)rec + row_snapshot_at(map);
+  char *end = row_bytes_to(e, bytes, object, row, snapshot + e->size);
+  memcpy(snapshot, object, e->size);
+  row_bytes_to(e, bytes, snapshot, row, end);
   rec->snapshot = snapshot;
-  return UOW_OK;
+  return rec;
 }
 
 /* One row from the store: the unit's object if it has one, else a new tracked one. */
@@ -274,19 +336,13 @@ static int load_row(void *ctx, const uow_value *row) {
   load_ctx *load = ctx;
   uow_unit *unit = load->unit;
   const uow_mapping *map = load->map;
-  const uow_entity *e = map->entity;
   uint64_t hash = identity_hash(map, &row[map->key]);
   uow_record *rec = identity_find(unit, map, &row[map->key], hash);
   if (!rec) {
-    rec = uow__record_new(unit, map);
+    rec = record_from_row(unit, map, row);
     if (!rec)
       return UOW_ENOMEM;
-    rec->state = UOW_REC_CLEAN;
-    void *object = uow__record_object(rec);
-    for (size_t i = 0; i < e->ncolumns; i++)
-      if (uow__member_set(unit, &e->columns[i], object, &row[i]))
-        goto nomem;
-    if (snapshot_row(unit, rec, row) || identity_put(unit, rec, hash))
+    if (identity_put(unit, rec, hash))
       goto nomem;
   } else if (rec->state == UOW_REC_DELETED || rec->state == UOW_REC_GONE) {
     return UOW_OK;
@@ -301,7 +357,7 @@ static int load_row(void *ctx, const uow_value *row) {
   }
   return UOW_OK;
 nomem:
-  /* The half-built record stays in the arena but leaves the unit's list. */
+  /* The record stays in the arena but leaves the unit's list. */
   rec->state = UOW_REC_GONE;
   return UOW_ENOMEM;
 }

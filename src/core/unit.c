@@ -570,7 +570,7 @@ int uow_new(uow_unit *unit, const uow_entity *entity, void **out) {
     return UOW_EINVAL;
   if (!out)
     return uow__unit_error(unit, UOW_EINVAL, "new %s: out is required", entity->name);
-  uow_record *rec = uow__record_new(unit, map);
+  uow_record *rec = uow__record_new(unit, map, 0);
   if (!rec)
     return uow__unit_error(unit, UOW_ENOMEM, "new %s: out of memory", entity->name);
   rec->state = UOW_REC_NEW;
