@@ -174,8 +174,8 @@ static bool may_update(const uow_record *rec) {
   uint64_t changed = uow__record_changes(rec);
   if (map->version != SIZE_MAX)
     changed &= ~(UINT64_C(1) << map->version); /* the library owns the version */
-  if (changed)
-    return true;
+  if (changed || !map->parents)
+    return changed != 0;
   const uow_entity *e = map->entity;
   const char *object = uow__record_object(rec);
   for (size_t i = 0; i < e->ncolumns; i++) {
