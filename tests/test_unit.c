@@ -1437,6 +1437,26 @@ static void new_users(uow_unit *unit, int rows, const char *name, int64_t first_
   }
 }
 
+/* Roll back a unit whose flush failed, end it, and find no user named `name`. */
+static void roll_back_and_find_none(test_world *w, uow_unit *unit, const char *name) {
+  char cond[64];
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  snprintf(cond, sizeof(cond), "name = '%s'", name);
+  assert_int_equal(test_count(w->env, "users", cond), 0);
+}
+
+/* The connection serves the next unit: `rows` users named `name` commit. */
+static void next_unit_commits_users(test_world *w, int rows, const char *name) {
+  char cond[64];
+  uow_unit *unit = begin(w->env);
+  new_users(unit, rows, name, 10, -1, NULL, 0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  snprintf(cond, sizeof(cond), "name = '%s'", name);
+  assert_int_equal(test_count(w->env, "users", cond), rows);
+}
+
 /* On PostgreSQL the first slice is still in flight while the next one is
  * made: a constraint it breaks fails the flush all the same, whether the
  * flush is uow_flush or the commit's, and the connection serves the next
@@ -1450,15 +1470,9 @@ static void constraint_failing_in_an_early_slice_fails_the_flush_and_writes_noth
     new_users(unit, ROWS, "Early", 10, 10, "taken@example.com", 0);
     UCODE(unit, UOW_ECONSTRAINT, commit ? uow_commit(unit) : uow_flush(unit));
     assert_contains(uow_errmsg(unit), "email");
-    UOK(unit, uow_rollback(unit));
-    uow_end(unit);
-    assert_int_equal(test_count(w->env, "users", "name = 'Early'"), 0);
+    roll_back_and_find_none(w, unit, "Early");
   }
-  uow_unit *unit = begin(w->env);
-  new_users(unit, ROWS, "Early", 10, -1, NULL, 0);
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
-  assert_int_equal(test_count(w->env, "users", "name = 'Early'"), ROWS);
+  next_unit_commits_users(w, ROWS, "Early");
 }
 
 /* A flush that fails on the client after a slice went to the store (a new
@@ -1474,15 +1488,8 @@ static void flush_failing_between_slices_writes_nothing_and_the_next_unit_works(
   new_users(unit, ROWS, "Between", 10, 1200, NULL, loaded);
   UCODE(unit, UOW_ECONSTRAINT, uow_commit(unit));
   assert_contains(uow_errmsg(unit), "already in this unit");
-  UOK(unit, uow_rollback(unit));
-  uow_end(unit);
-  assert_int_equal(test_count(w->env, "users", "name = 'Between'"), 0);
-
-  unit = begin(w->env);
-  new_users(unit, ROWS, "Between", 10, -1, NULL, 0);
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
-  assert_int_equal(test_count(w->env, "users", "name = 'Between'"), ROWS);
+  roll_back_and_find_none(w, unit, "Between");
+  next_unit_commits_users(w, ROWS, "Between");
 }
 
 /* Children made after 1,500 new parents need keys the store generates for a
