@@ -270,8 +270,9 @@ static int apply_slice(flush *f, slice *s, bool commit) {
 static bool pending(const flush *f) { return f->batch.writes.len || f->ahead.writes.len; }
 
 /* Send the pending batch and complete the slice ahead; `commit` also commits
- * the store's transaction. */
-static int run_batch(flush *f, bool commit) {
+ * the store's transaction. With `ahead` (write_ahead), the batch is left in
+ * flight instead and becomes the slice ahead, completed by the next call. */
+static int send_batch(flush *f, bool commit, bool ahead) {
   uow_unit *unit = f->unit;
   if (!pending(f) && !commit)
     return UOW_OK;
@@ -280,36 +281,30 @@ static int run_batch(flush *f, bool commit) {
   if (rc)
     return rc;
   uow_status st = {0, ""};
-  rc = f->store->ops->write(us->conn, f->batch.writes.items, f->batch.writes.len, commit, &st);
+  const uow_store_ops *ops = f->store->ops;
+  uow_write *writes = f->batch.writes.items;
+  size_t n = f->batch.writes.len;
+  rc = ahead ? ops->write_ahead(us->conn, writes, n, &st)
+             : ops->write(us->conn, writes, n, commit, &st);
   if (rc)
     return uow__unit_store_error(unit, commit ? "commit" : "flush", us, &st);
   us->proven = true;
   us->wrote = us->wrote || pending(f);
-  rc = apply_slice(f, &f->ahead, commit);
-  return rc ? rc : apply_slice(f, &f->batch, commit);
+  if ((rc = apply_slice(f, &f->ahead, commit)) || !ahead)
+    return rc ? rc : apply_slice(f, &f->batch, commit);
+  slice done = f->ahead;
+  f->ahead = f->batch;
+  f->batch = done;
+  return UOW_OK;
 }
+
+static int run_batch(flush *f, bool commit) { return send_batch(f, commit, false); }
 
 /* Send a full slice. Where the store can (write_ahead), it is left in flight
  * while the next one is made, and the slice sent before it completes. */
 static int send_slice(flush *f) {
   const uow_store_ops *ops = f->store->ops;
-  if (ops->abi < 4 || !ops->write_ahead)
-    return run_batch(f, false);
-  uow_unit_store *us;
-  int rc = uow__unit_join(f->unit, f->store, 0, &us);
-  if (rc)
-    return rc;
-  uow_status st = {0, ""};
-  rc = ops->write_ahead(us->conn, f->batch.writes.items, f->batch.writes.len, &st);
-  if (rc)
-    return uow__unit_store_error(f->unit, "flush", us, &st);
-  us->proven = us->wrote = true;
-  if ((rc = apply_slice(f, &f->ahead, false)))
-    return rc;
-  slice done = f->ahead;
-  f->ahead = f->batch;
-  f->batch = done;
-  return UOW_OK;
+  return send_batch(f, false, ops->abi >= 4 && ops->write_ahead);
 }
 
 /* A flush that failed between slices leaves one in flight: its outcome no

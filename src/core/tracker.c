@@ -108,32 +108,40 @@ int uow__record_touch(uow_unit *unit, uow_record *rec) {
   return UOW_OK;
 }
 
-/* Copy a text or blob member's bytes into the unit so the copy outlives the row. */
-static int copy_bytes(uow_unit *unit, const uow_column *col, void *object) {
-  char *member = (char *)object + col->offset;
+/* Point the text or blob member `col` of `image` at `copy`, which receives
+ * `size` bytes of `data` and one more: a string's end, or the spare byte
+ * that keeps an empty blob's pointer non-NULL (NULL means SQL NULL). */
+static void bytes_put(const uow_column *col, void *image, const void *data, size_t size,
+                      char *copy) {
+  if (size)
+    memcpy(copy, data, size);
+  copy[size] = '\0';
+  char *member = (char *)image + col->offset;
   if (col->type == UOW_TEXT) {
-    const char *s;
-    memcpy(&s, member, sizeof(s));
-    if (!s)
-      return UOW_OK;
-    char *copy = uow__arena_strndup(&unit->arena, s, strlen(s));
-    if (!copy)
-      return UOW_ENOMEM;
     memcpy(member, &copy, sizeof(copy));
-  } else if (col->type == UOW_BLOB) {
-    uow_blob blob;
-    memcpy(&blob, member, sizeof(blob));
-    if (!blob.data)
-      return UOW_OK;
-    /* One spare byte keeps an empty blob's pointer non-NULL (NULL means SQL NULL). */
-    void *copy = uow__arena_alloc(&unit->arena, blob.size + 1);
-    if (!copy)
-      return UOW_ENOMEM;
-    memcpy(copy, blob.data, blob.size);
-    blob.data = copy;
+  } else {
+    uow_blob blob = {copy, size};
     memcpy(member, &blob, sizeof(blob));
   }
+}
+
+/* bytes_put into a new piece of the unit's memory. */
+static int bytes_dup(uow_unit *unit, const uow_column *col, void *image, const void *data,
+                     size_t size) {
+  char *copy = size < SIZE_MAX ? uow__arena_alloc_raw(&unit->arena, size + 1) : NULL;
+  if (!copy)
+    return UOW_ENOMEM;
+  bytes_put(col, image, data, size, copy);
   return UOW_OK;
+}
+
+/* Copy a text or blob member's bytes into the unit so the copy outlives the row. */
+static int copy_bytes(uow_unit *unit, const uow_column *col, void *object) {
+  if (col->type != UOW_TEXT && col->type != UOW_BLOB)
+    return UOW_OK;
+  uow_value now = uow__column_value(col, object);
+  return now.is_null ? UOW_OK
+                     : bytes_dup(unit, col, object, now.v.bytes.data, now.v.bytes.size);
 }
 
 int uow__record_snapshot(uow_unit *unit, uow_record *rec) {
@@ -167,24 +175,16 @@ int uow__member_set(uow_unit *unit, const uow_column *col, void *object, const u
     break;
   }
   case UOW_TEXT: {
+    if (!value->is_null)
+      return bytes_dup(unit, col, object, value->v.bytes.data, value->v.bytes.size);
     char *s = NULL;
-    if (!value->is_null &&
-        !(s = uow__arena_strndup(&unit->arena, value->v.bytes.data, value->v.bytes.size)))
-      return UOW_ENOMEM;
     memcpy(member, &s, sizeof(s));
     break;
   }
   case UOW_BLOB: {
+    if (!value->is_null)
+      return bytes_dup(unit, col, object, value->v.bytes.data, value->v.bytes.size);
     uow_blob blob = {NULL, 0};
-    if (!value->is_null) {
-      void *copy = uow__arena_alloc(&unit->arena, value->v.bytes.size + 1);
-      if (!copy)
-        return UOW_ENOMEM;
-      if (value->v.bytes.size)
-        memcpy(copy, value->v.bytes.data, value->v.bytes.size);
-      blob.data = copy;
-      blob.size = value->v.bytes.size;
-    }
     memcpy(member, &blob, sizeof(blob));
     break;
   }
@@ -291,20 +291,8 @@ static char *row_bytes_to(const uow_entity *e, uint64_t bytes, void *image, cons
                           char *to) {
   for (uint64_t m = bytes; m; m &= m - 1) {
     size_t i = (size_t)__builtin_ctzll(m);
-    const uow_column *col = &e->columns[i];
-    size_t size = row[i].v.bytes.size;
-    char *copy = to;
-    if (size)
-      memcpy(copy, row[i].v.bytes.data, size);
-    copy[size] = '\0'; /* a string's end; one spare byte keeps an empty blob's pointer non-NULL */
-    to += size + 1;
-    char *member = (char *)image + col->offset;
-    if (col->type == UOW_TEXT) {
-      memcpy(member, &copy, sizeof(copy));
-    } else {
-      uow_blob blob = {copy, size};
-      memcpy(member, &blob, sizeof(blob));
-    }
+    bytes_put(&e->columns[i], image, row[i].v.bytes.data, row[i].v.bytes.size, to);
+    to += row[i].v.bytes.size + 1;
   }
   return to;
 }

@@ -390,6 +390,12 @@ static pg_item *batch_push(pg_batch *b, item_kind kind) {
 
 /* libpq could not queue the last item. Part of it may sit in libpq's output
  * buffer, so the protocol state is unknown: the connection is given up. */
+/* Sending failed: the replies cannot be matched to the requests any more. */
+static void batch_send_broke(pg_batch *b) {
+  batch_fail(b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(b->conn->pg));
+  b->broken = true;
+}
+
 static void batch_send_failed(pg_batch *b) {
   uow_store_conn *c = b->conn;
   pg_item *it = &UOW_VEC_AT(&c->items, pg_item, c->items.len - 1);
@@ -398,8 +404,7 @@ static void batch_send_failed(pg_batch *b) {
   if (it->kind == ITEM_COMMIT && PQstatus(c->pg) == CONNECTION_OK)
     b->commit_settled = true;
   c->items.len--;
-  batch_fail(b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
-  b->broken = true;
+  batch_send_broke(b);
 }
 
 /* Queue a statement without parameters (not prepared: it runs rarely). */
@@ -800,8 +805,7 @@ static int batch_run(pg_batch *b) {
       c->round_trips++;
       batch_read(b, &c->items);
     } else {
-      batch_fail(b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
-      b->broken = true;
+      batch_send_broke(b);
     }
   }
   if (!b->broken && !PQexitPipelineMode(c->pg)) {
@@ -1040,10 +1044,8 @@ static int pg_write(uow_store_conn *c, uow_write *writes, size_t n, bool commit,
   queue_writes(&b, writes, n, server_checked);
   /* The batch in flight is settled before COMMIT is queued: COMMIT follows
    * only writes whose outcome is known or that fail on the server. */
-  if (c->ahead.len && !b.code && PQflush(c->pg) != 0) {
-    batch_fail(&b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
-    b.broken = true;
-  }
+  if (c->ahead.len && !b.code && PQflush(c->pg) != 0)
+    batch_send_broke(&b);
   read_ahead(&b);
   bool outbox = false;
   for (size_t i = 0; i < n && commit && !outbox; i++)
@@ -1082,10 +1084,8 @@ static int pg_write_ahead(uow_store_conn *c, uow_write *writes, size_t n, uow_st
   queue_writes(&b, writes, n, false);
   if (!b.code) {
     b.synced = PQpipelineSync(c->pg) == 1;
-    if (!b.synced) {
-      batch_fail(&b, UOW_EIO, "cannot send to the server: %s", PQerrorMessage(c->pg));
-      b.broken = true;
-    }
+    if (!b.synced)
+      batch_send_broke(&b);
   }
   read_ahead(&b);
   if (b.code || b.broken)
