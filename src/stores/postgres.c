@@ -821,13 +821,17 @@ static int batch_run(pg_batch *b) {
 
 /* Read the replies to the batch pg_write_ahead left in flight, with nothing
  * queued behind it, and leave pipeline mode; returns its failure. */
+static void read_ahead(pg_batch *b);
+
 static int ahead_settle(uow_store_conn *c, uow_status *st) {
   pg_batch b;
   int rc = batch_open(&b, c, st);
-  if (rc == UOW_OK)
-    batch_read(&b, &c->ahead);
-  c->ahead.len = 0;
-  return rc == UOW_OK ? batch_run(&b) : rc;
+  if (rc != UOW_OK) {
+    c->ahead.len = 0;
+    return rc;
+  }
+  read_ahead(&b);
+  return batch_run(&b);
 }
 
 /* Start a batch; a batch still in flight is settled first, and its failure
@@ -1015,14 +1019,17 @@ static void queue_writes(pg_batch *b, uow_write *writes, size_t n, bool server_c
     i += queue_write_run(b, writes + i, n - i, server_checked);
 }
 
-/* Read the replies to the batch in flight while the server works through
- * what this batch queued: that is no round trip of its own. */
+/* Read the replies to the batch in flight, while the server works through
+ * what this batch queued: that is no round trip of its own, unless this
+ * batch queued nothing. */
 static void read_ahead(pg_batch *b) {
   uow_store_conn *c = b->conn;
   if (!c->ahead.len)
     return;
-  if (!b->broken)
+  if (!b->broken) {
+    c->round_trips += !c->items.len;
     batch_read(b, &c->ahead);
+  }
   c->ahead.len = 0;
 }
 
