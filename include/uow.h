@@ -603,6 +603,44 @@ UOW_API uow_blob uow_blobdup(uow_unit *unit, const void *data, size_t size);
 UOW_API int uow_flush(uow_unit *unit);
 
 /**
+ * For bulk inserts: hand the new objects made since the last uow_send to the
+ * stores that can write while the program goes on, and return without
+ * waiting for the server's answer. Call it every thousand objects or so; the
+ * server then inserts one batch while the program makes the next, instead of
+ * starting on them all at commit.
+ *
+ * - Which stores: PostgreSQL (a store whose ABI has write_ahead). New objects
+ *   of other stores (SQLite, which writes in the calling thread and would gain
+ *   nothing; stores that cannot join a transaction), and new objects pointing
+ *   to one of them as a new parent, are left to the next flush or commit, as
+ *   if this call had not been made.
+ * - Objects sent count as flushed: changes made to them afterwards are
+ *   written as UPDATEs at the next flush or commit, uow_delete() deletes their
+ *   row, uow_get() finds them by key. Each keeps a snapshot for that, as a
+ *   loaded object does. Changes to loaded objects and deletions are not sent:
+ *   they wait for the flush or commit.
+ * - Keys the store generates: an object sent has its key when uow_send
+ *   returns (the writes that wait for such keys complete before it returns).
+ * - Failures: errors found before sending (those of uow_flush(): a cycle of
+ *   new objects, a key already in the unit, a unit the commit could not
+ *   commit) fail this call. A write the server refuses (a constraint, a lost
+ *   connection) fails the next call that goes to that store (uow_send,
+ *   uow_flush, uow_commit, a read, uow_exec, uow_savepoint, uow_release) with
+ *   the write's code and message, and the unit then needs uow_rollback(), or
+ *   uow_rollback_to() when a savepoint is open. uow_rollback(),
+ *   uow_rollback_to() and uow_end() discard such writes with the rest.
+ * - Nothing is committed before uow_commit(): the writes are in the unit's
+ *   transaction, as with uow_flush().
+ *
+ * The writes sent keep their memory in the unit until the store has answered.
+ * @return 0; UOW_ECONSTRAINT, UOW_ECONFLICT, UOW_EIO (writes sent earlier
+ *         failed, or writes waiting for generated keys did); UOW_ENOMEM;
+ *         UOW_EMISUSE; UOW_EINVAL (as for uow_flush()).
+ * Threads: the unit's thread (a unit belongs to one thread at a time).
+ */
+UOW_API int uow_send(uow_unit *unit);
+
+/**
  * Run a statement in the unit's transaction on a named store (the escape
  * hatch). Pending changes are flushed first. Objects already loaded are not
  * refreshed. One statement per call. A statement that ends the transaction

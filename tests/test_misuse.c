@@ -268,6 +268,10 @@ static int null_flush(fixture *f) {
   (void)f;
   return uow_flush(NULL);
 }
+static int null_send(fixture *f) {
+  (void)f;
+  return uow_send(NULL);
+}
 static int null_exec(fixture *f) {
   (void)f;
   return uow_exec(NULL, "main", "DELETE FROM users", NULL, 0);
@@ -355,6 +359,7 @@ static const call null_handle_calls[] = {
     {"uow_new", "NULL unit", UOW_EINVAL, NULL, null_new},
     {"uow_delete", "NULL unit", UOW_EINVAL, NULL, null_delete},
     {"uow_flush", "NULL unit", UOW_EINVAL, NULL, null_flush},
+    {"uow_send", "NULL unit", UOW_EINVAL, NULL, null_send},
     {"uow_exec", "NULL unit", UOW_EINVAL, NULL, null_exec},
     {"uow_exec_ex", "NULL unit", UOW_EINVAL, NULL, null_exec_ex},
     {"uow_emit", "NULL unit", UOW_EINVAL, NULL, null_emit},
@@ -966,6 +971,7 @@ static int verb_new(fixture *f) {
 }
 static int verb_delete(fixture *f) { return uow_delete(f->unit, f->object); }
 static int verb_flush(fixture *f) { return uow_flush(f->unit); }
+static int verb_send(fixture *f) { return uow_send(f->unit); }
 static int verb_exec(fixture *f) { return uow_exec(f->unit, "main", "DELETE FROM users", NULL, 0); }
 static int verb_exec_ex(fixture *f) {
   int64_t affected = -1;
@@ -993,6 +999,7 @@ static const call refused_verbs[] = {
     {"uow_new", "", UOW_EMISUSE, "new: ", verb_new},
     {"uow_delete", "its object", UOW_EMISUSE, "delete: ", verb_delete},
     {"uow_flush", "", UOW_EMISUSE, "flush: ", verb_flush},
+    {"uow_send", "", UOW_EMISUSE, "send: ", verb_send},
     {"uow_exec", "DELETE FROM users", UOW_EMISUSE, "exec: ", verb_exec},
     {"uow_exec_ex", "DELETE FROM users", UOW_EMISUSE, "exec: ", verb_exec_ex},
     {"uow_emit", "", UOW_EMISUSE, "emit: ", verb_emit},

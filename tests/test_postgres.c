@@ -393,6 +393,78 @@ static void flush_of_2500_inserts_waits_for_the_server_once(void **state) {
   assert_int_equal(test_count(w->env, "enrollments", where), ROWS);
 }
 
+/* New users Sent<first>.. with ids from `first` on; the one at `taken_at`
+ * (if any) gets the e-mail "taken@example.com". uow_send every `every`. */
+static void make_users(uow_unit *unit, user **made, int rows, int first, int taken_at,
+                       int every) {
+  char email[64];
+  for (int i = 0; i < rows; i++) {
+    snprintf(email, sizeof(email), "sent%d@example.com", first + i);
+    UOK(unit, uow_new(unit, &user_entity, (void **)&made[i]));
+    made[i]->id = first + i;
+    made[i]->email = uow_strdup(unit, i == taken_at ? "taken@example.com" : email);
+    assert_non_null(made[i]->email);
+    made[i]->name = "Sent";
+    if ((i + 1) % every == 0)
+      UOK(unit, uow_send(unit));
+  }
+}
+
+/* uow_send hands each batch of INSERTs to the server and returns without
+ * waiting for its answer: five sends of 500 wait for the server not once,
+ * and an object sent is found by its key without a read. The commit waits
+ * for the last batch, then for COMMIT. */
+static void sends_of_inserts_wait_for_no_answer_and_the_commit_waits_twice(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 2500 };
+  int64_t id = seed_course(w->env, "Sent", 10);
+  uow_unit *unit;
+  course *c;
+  uow_store_conn *conn;
+  static user *made[ROWS];
+  uint64_t before = begin_joined(w, id, &unit, &c, &conn);
+  const uow_store_ops *ops = unit->stores[0].store->ops;
+  make_users(unit, made, ROWS, 1000, -1, 500);
+  uint64_t sending = ops->round_trips(conn) - before;
+  int64_t key = 1000;
+  user *found = NULL;
+  UOK(unit, uow_get(unit, &user_entity, &key, (void **)&found));
+  assert_ptr_equal(found, made[0]);
+  UOK(unit, uow_commit(unit));
+  uint64_t committing = ops->round_trips(conn) - before - sending;
+  uow_end(unit);
+  printf("%d inserts in 5 sends: %llu round trip(s) sending, %llu committing\n", ROWS,
+         (unsigned long long)sending, (unsigned long long)committing);
+  assert_int_equal(sending, 0);
+  assert_int_equal(committing, 2);
+  assert_int_equal(test_count(w->env, "users", "name = 'Sent'"), ROWS);
+}
+
+/* A refused INSERT that uow_send left in flight fails the next call that
+ * goes to the store, a read here, with the server's message; the unit then
+ * only rolls back, and nothing of it remains. */
+static void refused_sent_insert_fails_the_next_read_with_the_servers_message(void **state) {
+  test_world *w = *state;
+  int64_t id = seed_course(w->env, "Refused", 10);
+  user *made[10];
+  uow_unit *unit = NULL;
+  EOK(w->env, uow_begin(w->env, &unit));
+  make_users(unit, made, 1, 1, 0, 1); /* the user whose e-mail is taken */
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  EOK(w->env, uow_begin(w->env, &unit));
+  make_users(unit, made, 10, 2, 7, 10);
+  course *c = NULL;
+  UCODE(unit, UOW_ECONSTRAINT, uow_get(unit, &course_entity, &id, (void **)&c));
+  assert_null(c);
+  assert_contains(uow_errmsg(unit), "send failed");
+  assert_contains(uow_errmsg(unit), "email");
+  UCODE(unit, UOW_EMISUSE, uow_commit(unit));
+  UOK(unit, uow_rollback(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", NULL), 1);
+}
+
 static void
 large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order(void **state) {
   test_world *w = *state;
@@ -847,6 +919,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(connection_lost_inside_a_unit_gives_eio, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(pooled_connection_killed_between_units_is_replaced, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(flush_of_2500_inserts_waits_for_the_server_once, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(sends_of_inserts_wait_for_no_answer_and_the_commit_waits_twice, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(refused_sent_insert_fails_the_next_read_with_the_servers_message, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_during_commit_gives_eindoubt_and_the_next_unit_works, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_during_a_commit_sent_alone_gives_eindoubt, test_setup, test_teardown),

@@ -1430,7 +1430,7 @@ static void new_users(uow_unit *unit, int rows, const char *name, int64_t first_
                       const char *odd_email, int64_t odd_id) {
   char email[64];
   for (int i = 0; i < rows; i++) {
-    snprintf(email, sizeof(email), "%s%d@example.com", name, i);
+    snprintf(email, sizeof(email), "%s%lld@example.com", name, (long long)(first_id + i));
     bool odd = i == odd_one;
     user *u = new_user(unit, odd && odd_email ? odd_email : email, name, 1.0);
     u->id = odd && !odd_email ? odd_id : first_id + i;
@@ -1523,6 +1523,121 @@ static void children_get_the_keys_of_parents_generated_in_an_earlier_slice(void 
   assert_int_equal(test_count(w->env, "enrollments",
                               "course_id IN (SELECT id FROM courses WHERE title = 'Slice parent' "
                               "AND seats = CAST(substr(learner, 6) AS INTEGER))"),
+                   ROWS);
+}
+
+/* ---- uow_send ---- */
+
+/* `rows` users as new_users makes them, handed over with uow_send every
+ * `every`; the one at `taken_at` (if any) gets the e-mail of seed_taken. */
+static void send_users(uow_unit *unit, int rows, int every, const char *name, int64_t first_id,
+                       int taken_at) {
+  for (int done = 0; done < rows; done += every) {
+    int n = rows - done < every ? rows - done : every;
+    new_users(unit, n, name, first_id + done, taken_at - done, "taken@example.com", 0);
+    UOK(unit, uow_send(unit));
+  }
+}
+
+/* Objects sent go into the unit's transaction once each (on SQLite at the
+ * commit); changes made to them afterwards, a deletion and objects made
+ * after the last send are written by the commit too. */
+static void sent_objects_commit_once_and_later_changes_are_written(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 2500 };
+  char cond[64];
+  uow_unit *unit = begin(w->env);
+  user *changed = new_user(unit, "changed@example.com", "Sent", 1.0);
+  user *deleted = new_user(unit, "deleted@example.com", "Sent", 1.0);
+  send_users(unit, ROWS, 700, "Sent", 100, -1);
+  changed->score = 9.5;
+  UOK(unit, uow_delete(unit, deleted));
+  new_user(unit, "late@example.com", "Sent", 2.0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Sent'"), ROWS + 2);
+  assert_int_equal(test_count(w->env, "users", "email = 'changed@example.com' AND score = 9.5"), 1);
+  assert_int_equal(test_count(w->env, "users", "email = 'deleted@example.com'"), 0);
+  assert_int_equal(test_count(w->env, "users", "email = 'late@example.com'"), 1);
+  assert_int_equal(COUNT(w->env, "users", "id BETWEEN 100 AND %d", 100 + ROWS - 1), ROWS);
+}
+
+/* A constraint broken by the last slice uow_send sent is no failure of the
+ * send on PostgreSQL (the server has not answered yet) nor on SQLite (the
+ * INSERT waits for the commit): the next call that writes reports it, be it
+ * the commit, a flush or a query (which flushes first), and nothing of the
+ * unit remains. */
+static void constraint_broken_by_sent_objects_fails_the_next_write_and_writes_nothing(
+    void **state) {
+  test_world *w = *state;
+  enum { ROWS = 1500 };
+  seed_user(w->env, "taken@example.com", "Taken", 0);
+  for (int next = 0; next < 3; next++) {
+    uow_unit *unit = begin(w->env);
+    send_users(unit, ROWS, ROWS, "Refused", 10, 1400);
+    void **rows = NULL;
+    size_t count = 0;
+    UCODE(unit, UOW_ECONSTRAINT,
+          next == 0   ? uow_commit(unit)
+          : next == 1 ? uow_flush(unit)
+                      : uow_find(unit, &user_entity, NULL, NULL, 0, &rows, &count));
+    assert_contains(uow_errmsg(unit), "email");
+    roll_back_and_find_none(w, unit, "Refused");
+  }
+  next_unit_commits_users(w, ROWS, "Refused");
+}
+
+/* Objects sent inside a savepoint are dropped by uow_rollback_to, also when
+ * the server refused them and has not said so yet; the unit goes on and
+ * commits what came before and after. */
+static void rollback_to_drops_sent_objects_even_refused_ones_and_the_unit_goes_on(void **state) {
+  test_world *w = *state;
+  enum { ROWS = 1500 };
+  seed_user(w->env, "taken@example.com", "Taken", 0);
+  uow_unit *unit = begin(w->env);
+  new_user(unit, "before@example.com", "Before", 1.0);
+  UOK(unit, uow_savepoint(unit));
+  send_users(unit, ROWS, 1000, "Dropped", 10, 1400);
+  UOK(unit, uow_rollback_to(unit));
+  new_user(unit, "after@example.com", "After", 1.0);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Dropped'"), 0);
+  assert_int_equal(test_count(w->env, "users", "name IN ('Before', 'After')"), 2);
+}
+
+/* Where the store writes ahead (PostgreSQL), objects sent have the keys the
+ * store generated when uow_send returns, and their children the parent's;
+ * elsewhere (SQLite) uow_send leaves them to the commit, which sets them. */
+static void send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does(
+    void **state) {
+  test_world *w = *state;
+  enum { ROWS = 1200 };
+  static course *parents[ROWS];
+  static enrollment *children[ROWS];
+  uow_unit *unit = begin(w->env);
+  for (int i = 0; i < ROWS; i++) {
+    UOK(unit, uow_new(unit, &course_entity, (void **)&parents[i]));
+    parents[i]->title = "Sent parent";
+    parents[i]->seats = i;
+    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&children[i]));
+    children[i]->course = parents[i];
+    children[i]->learner = "child";
+  }
+  UOK(unit, uow_send(unit));
+  bool ahead = !test_on_sqlite();
+  for (int i = 0; i < ROWS; i++) {
+    assert_int_equal(parents[i]->id > 0, ahead);
+    assert_int_equal(children[i]->course_id == parents[i]->id && children[i]->id > 0, ahead);
+  }
+  UOK(unit, uow_commit(unit));
+  for (int i = 0; i < ROWS; i++) {
+    assert_true(parents[i]->id > 0);
+    assert_int_equal(children[i]->course_id, parents[i]->id);
+  }
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "enrollments",
+                              "course_id IN (SELECT id FROM courses WHERE title = 'Sent parent')"),
                    ROWS);
 }
 
@@ -2518,9 +2633,14 @@ static void big_flush_on_a_store_of_abi_2_or_3_goes_slice_by_slice(void **state)
     assert_int_equal(test_count(w->env, "users", where), 0);
     unit = begin(env);
     new_users(unit, ROWS, name, abi * 10000, -1, NULL, 0);
+    /* uow_send leaves its objects to the commit: it cannot write ahead. */
+    user *generated = new_user(unit, name, name, 1.0);
+    UOK(unit, uow_send(unit));
+    assert_int_equal(generated->id, 0);
     UOK(unit, uow_commit(unit));
+    assert_true(generated->id > 0);
     uow_end(unit);
-    assert_int_equal(test_count(w->env, "users", where), ROWS);
+    assert_int_equal(test_count(w->env, "users", where), ROWS + 1);
     uow_env_close(env);
   }
 }
@@ -2641,6 +2761,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(fetch_refuses_bad_input_and_reads_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(fetch_reads_one_item_at_a_time_from_a_store_of_abi_2, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(big_flush_on_a_store_of_abi_2_or_3_goes_slice_by_slice, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(sent_objects_commit_once_and_later_changes_are_written, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(constraint_broken_by_sent_objects_fails_the_next_write_and_writes_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(rollback_to_drops_sent_objects_even_refused_ones_and_the_unit_goes_on, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does, test_setup, test_teardown),
   };
   // clang-format on
   if (argc > 1)

@@ -221,6 +221,12 @@ struct uow_unit {
   uow_store *outbox;     /* the store the commit wrote the outbox rows to */
   uow_vec cleanup;       /* char *: finished decisions this commit deletes in its decider */
   uow_vec intents;       /* uow_pending_intent: built at commit, applied after it */
+  /* The writes uow_send left in flight on stores[sent_store]: their records
+   * took their new state when they were sent; the store reads the replies
+   * at its next call (uow__unit_settle, or the next flush's first write). */
+  uow_vec sent; /* uow_write */
+  size_t sent_store;
+  size_t send_from; /* records before this index were planned by a uow_send */
   char errmsg[1024];
 };
 
@@ -239,7 +245,11 @@ int uow__unit_fail(uow_unit *unit, int code, const char *fmt, ...) UOW_PRINTF(3,
 int uow__unit_error(uow_unit *unit, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
 int uow__unit_store_error(uow_unit *unit, const char *what, const uow_unit_store *us,
                           const uow_status *st);
-/* The unit's connection to a store, in a transaction (joins lazily). */
+/* Read the replies to the writes uow_send left in flight; with `report`,
+ * a failure among them fails the unit as a failed flush does. */
+int uow__unit_settle(uow_unit *unit, bool report);
+/* The unit's connection to a store, in a transaction (joins lazily); the
+ * writes uow_send left in flight are settled first. */
 int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_store **out);
 
 /* Tracker (tracker.c). */
@@ -289,6 +299,9 @@ int uow__load_many(uow_unit *unit, uow_store *store, uow_load *loads, size_t n);
 
 /* Flush (flush.c): write pending changes; with `commit`, also the outbox and COMMIT. */
 int uow__flush(uow_unit *unit, bool commit);
+/* uow_send: the INSERTs of new objects made since the last send, on stores
+ * that write ahead, the last slice left in flight (unit->sent). */
+int uow__send(uow_unit *unit);
 
 /* ---- intents (intent.c): stores that cannot join a transaction ---- */
 

@@ -11,6 +11,10 @@
  * flush goes in slices of FLUSH_SLICE writes; a store with write_ahead keeps
  * one slice in flight while the next is made, so its server never waits for
  * the client between slices.
+ *
+ * uow_send is a flush of the new objects only, on the stores that write
+ * ahead, whose last slice the unit keeps in flight: the next call to the
+ * store reads its replies (a flush adopts it as its own slice ahead).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,13 +38,19 @@ typedef struct flush {
   uow_store *store;  /* the store of the pending batch and of the slice ahead */
   slice batch;       /* the pending batch, not sent yet */
   slice ahead;       /* sent with write_ahead, its outcome not known yet */
-  unsigned mark;
+  unsigned mark;     /* visit: mark planning, mark + 1 planned, mark + 2 left to the flush */
   bool final; /* the commit's flush: nothing reads the unit's records after it */
+  bool send;  /* uow_send: only new objects, on stores that write ahead */
 } flush;
 
 /* Objects of a store that cannot join a transaction become intents at commit. */
 static bool is_intent(const uow_record *rec) {
   return (rec->map->store->ops->caps & UOW_STORE_INTENTS) != 0;
+}
+
+/* Whether a store takes a slice and works through it while the core goes on. */
+static bool writes_ahead(const uow_store *store) {
+  return store->ops->abi >= 4 && store->ops->write_ahead;
 }
 
 static const uow_column *key_column(const uow_mapping *map) {
@@ -97,10 +107,16 @@ static uow_record *parent_of(uow_unit *unit, const uow_record *rec, const uow_co
   return prec;
 }
 
-/* Depth-first: a new record's new parents are planned before it. */
+/* Depth-first: a new record's new parents are planned before it. A send
+ * leaves a record of a store that cannot write ahead to the next flush, and
+ * with it every record whose new parent it leaves. */
 static int plan_insert(flush *f, uow_record *rec) {
-  if (rec->visit == f->mark + 1 || is_intent(rec))
+  if (rec->visit == f->mark + 1 || rec->visit == f->mark + 2 || is_intent(rec))
     return UOW_OK;
+  if (f->send && !writes_ahead(rec->map->store)) {
+    rec->visit = f->mark + 2;
+    return UOW_OK;
+  }
   if (rec->visit == f->mark)
     return uow__unit_fail(f->unit, UOW_EINVAL,
                           "flush: new %s objects reference each other in a cycle; insert one "
@@ -115,6 +131,10 @@ static int plan_insert(flush *f, uow_record *rec) {
       return rc;
     if (parent && parent->state == UOW_REC_NEW && (rc = plan_insert(f, parent)))
       return rc;
+    if (parent && parent->state == UOW_REC_NEW && parent->visit == f->mark + 2) {
+      rec->visit = f->mark + 2;
+      return UOW_OK;
+    }
     if (parent && parent->state == UOW_REC_GONE)
       return uow__unit_fail(f->unit, UOW_EINVAL, "flush: %s.%s points to a deleted %s", e->name,
                             e->columns[i].name, parent->map->entity->name);
@@ -192,14 +212,20 @@ static bool may_update(const uow_record *rec) {
 
 static int plan(flush *f) {
   uow_unit *unit = f->unit;
-  f->mark = unit->visit_serial += 2;
+  f->mark = unit->visit_serial += 3;
   uow_record **recs = unit->records.items;
   size_t n = unit->records.len;
   int rc = UOW_OK;
-  for (size_t i = 0; i < n && !rc; i++)
+  /* Every record before send_from was planned by a send: what is new there
+   * now was left to the flush. */
+  for (size_t i = f->send ? unit->send_from : 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_NEW)
       rc = plan_insert(f, recs[i]);
   size_t first = f->updates = f->ops.len;
+  if (f->send || rc) {
+    f->deletes = f->ops.len;
+    return rc;
+  }
   for (size_t i = 0; i < n && !rc; i++)
     if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && !is_intent(recs[i]) &&
         may_update(recs[i]))
@@ -249,9 +275,11 @@ static int apply(flush *f, uow_record *rec, uow_record *replaced, const uow_writ
   return was_new ? uow__identity_add(unit, rec) : UOW_OK;
 }
 
-/* The writes of `s` are done: their records take their new state. */
-static int apply_slice(flush *f, slice *s, bool commit) {
-  for (size_t i = 0; i < s->writes.len; i++) {
+/* The writes of `s` are done (or sent by uow_send): their records take
+ * their new state. A slice uow_send left in flight has no owners: its
+ * records took theirs when it was sent. */
+static int apply_owners(flush *f, slice *s, bool commit) {
+  for (size_t i = 0; i < s->owners.len; i++) {
     uow_record *rec = UOW_VEC_AT(&s->owners, uow_record *, i);
     /* After a COMMIT the writes are durable, so running out of memory here
      * must not fail the commit: a record left half updated is harmless, as
@@ -262,8 +290,14 @@ static int apply_slice(flush *f, slice *s, bool commit) {
         !commit)
       return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory after writing");
   }
-  s->writes.len = s->owners.len = s->replaced.len = 0;
   return UOW_OK;
+}
+
+static int apply_slice(flush *f, slice *s, bool commit) {
+  int rc = apply_owners(f, s, commit);
+  if (!rc)
+    s->writes.len = s->owners.len = s->replaced.len = 0;
+  return rc;
 }
 
 /* Writes sent or still to send on f->store. */
@@ -302,10 +336,7 @@ static int run_batch(flush *f, bool commit) { return send_batch(f, commit, false
 
 /* Send a full slice. Where the store can (write_ahead), it is left in flight
  * while the next one is made, and the slice sent before it completes. */
-static int send_slice(flush *f) {
-  const uow_store_ops *ops = f->store->ops;
-  return send_batch(f, false, ops->abi >= 4 && ops->write_ahead);
-}
+static int send_slice(flush *f) { return send_batch(f, false, writes_ahead(f->store)); }
 
 /* A flush that failed between slices leaves one in flight: its outcome no
  * longer matters, but the store must be done with its writes before they
@@ -737,27 +768,82 @@ static int finish_two_phase(flush *f, uow_store *decider) {
   return UOW_OK;
 }
 
-int uow__flush(uow_unit *unit, bool commit) {
+/* ---- uow_send ---- */
+
+/* Writes uow_send left in flight become the flush's slice ahead: the first
+ * write on their store completes them, and a failure among them is its. */
+static void adopt_sent(flush *f) {
+  uow_unit *unit = f->unit;
+  if (!unit->sent.len)
+    return;
+  f->ahead.writes = unit->sent;
+  memset(&unit->sent, 0, sizeof(unit->sent));
+  f->store = unit->stores[unit->sent_store].store;
+}
+
+/* Whether an INSERT of the slice waits for a key the store generates. */
+static bool waits_for_keys(const slice *s) {
+  for (size_t i = 0; i < s->owners.len; i++) {
+    const uow_record *rec = UOW_VEC_AT(&s->owners, uow_record *, i);
+    const uow_write *w = &UOW_VEC_AT(&s->writes, uow_write, i);
+    if (rec && w->kind == UOW_WRITE_INSERT && !(w->columns & (UINT64_C(1) << rec->map->key)))
+      return true;
+  }
+  return false;
+}
+
+/* The end of a send: the last batch goes ahead like the slices before it,
+ * its records take their new state now, and the unit keeps it in flight.
+ * Writes waiting for keys the store generates complete here instead, so
+ * that every object uow_send wrote has its key when it returns. */
+static int send_end(flush *f) {
+  int rc = UOW_OK;
+  if (f->batch.writes.len && !waits_for_keys(&f->batch))
+    rc = send_slice(f);
+  if (!rc && (f->batch.writes.len || waits_for_keys(&f->ahead)))
+    rc = run_batch(f, false);
+  if (rc || !f->ahead.writes.len || (rc = apply_owners(f, &f->ahead, false)))
+    return rc;
+  f->unit->sent = f->ahead.writes;
+  f->unit->sent_store = f->store->index;
+  memset(&f->ahead.writes, 0, sizeof(f->ahead.writes));
+  f->ahead.owners.len = f->ahead.replaced.len = 0;
+  return UOW_OK;
+}
+
+/* ---- entry points ---- */
+
+static int flush_run(uow_unit *unit, bool commit, bool send) {
   flush f;
   memset(&f, 0, sizeof(f));
   f.unit = unit;
   f.final = commit;
+  f.send = send;
   uow__arena_init(&f.scratch);
+  adopt_sent(&f);
   uow_store *decider = NULL;
   int rc = plan(&f);
   if (!rc)
     rc = admit(&f, &decider);
   if (!rc)
     rc = execute(&f);
-  if (!rc && !commit)
+  if (!rc && send)
+    rc = send_end(&f);
+  else if (!rc && !commit)
     rc = run_batch(&f, false);
   else if (!rc)
     rc = decider ? finish_two_phase(&f, decider) : finish_one_phase(&f);
   if (rc)
     settle(&f);
+  else if (send)
+    unit->send_from = unit->records.len;
   uow__vec_free(&f.ops);
   slice_free(&f.batch);
   slice_free(&f.ahead);
   uow__arena_free(&f.scratch);
   return rc;
 }
+
+int uow__flush(uow_unit *unit, bool commit) { return flush_run(unit, commit, false); }
+
+int uow__send(uow_unit *unit) { return flush_run(unit, false, true); }

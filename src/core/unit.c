@@ -145,6 +145,7 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
 }
 
 static void rollback_stores(uow_unit *unit) {
+  uow__unit_settle(unit, false); /* what it sent is rolled back anyway */
   for (size_t i = 0; i < unit->nstores; i++) {
     uow_unit_store *us = &unit->stores[i];
     if (!us->conn || !us->in_txn)
@@ -226,6 +227,7 @@ void uow_end(uow_unit *unit) {
   uow__vec_free(&unit->undo);
   uow__vec_free(&unit->cleanup);
   uow__vec_free(&unit->intents);
+  uow__vec_free(&unit->sent);
   keep_memory(unit);
   unit->state = UOW_UNIT_ENDED;
   uow_env *env = unit->env;
@@ -237,6 +239,16 @@ void uow_end(uow_unit *unit) {
 }
 
 /* ---- stores ---- */
+
+int uow__unit_settle(uow_unit *unit, bool report) {
+  if (!unit->sent.len)
+    return UOW_OK;
+  uow_unit_store *us = &unit->stores[unit->sent_store];
+  uow_status st = {0, ""};
+  int rc = us->store->ops->write(us->conn, NULL, 0, false, &st);
+  uow__vec_free(&unit->sent);
+  return rc && report ? uow__unit_store_error(unit, "send", us, &st) : UOW_OK;
+}
 
 static int open_savepoints(uow_unit *unit, uow_unit_store *us, uow_status *st) {
   for (size_t level = 1; level <= unit->savepoints.len; level++) {
@@ -262,10 +274,10 @@ static int start_transaction(uow_unit *unit, uow_unit_store *us, unsigned flags,
 int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_store **out) {
   uow_unit_store *us = &unit->stores[store->index];
   *out = us;
-  if (us->conn && us->in_txn)
-    return UOW_OK;
+  int rc = uow__unit_settle(unit, true);
+  if (rc || (us->conn && us->in_txn))
+    return rc;
   uow_status st = {0, ""};
-  int rc = UOW_OK;
   if (!us->conn && uow__coord_store_in_doubt(unit->env, store)) {
     /* Settle it now if this unit holds no connection that settling may need. */
     bool holds = false;
@@ -628,6 +640,11 @@ int uow_flush(uow_unit *unit) {
   return rc ? rc : uow__flush(unit, false);
 }
 
+int uow_send(uow_unit *unit) {
+  int rc = usable(unit, "send");
+  return rc ? rc : uow__send(unit);
+}
+
 int uow_exec(uow_unit *unit, const char *store, const char *sql, const uow_value *params,
              size_t nparams) {
   return uow_exec_ex(unit, store, sql, params, nparams, NULL);
@@ -715,13 +732,18 @@ typedef enum savepoint_op { SP_OPEN, SP_RELEASE, SP_ROLLBACK } savepoint_op;
 /* Run a savepoint operation at `level` on every store in a transaction. */
 static int each_store(uow_unit *unit, savepoint_op op, unsigned level) {
   static const char *const names[] = {"savepoint", "release", "rollback_to"};
+  /* What uow_send left in flight was sent inside the innermost savepoint (a
+   * savepoint flushes first): rolling back to it drops its outcome. */
+  int rc = uow__unit_settle(unit, op != SP_ROLLBACK);
+  if (rc)
+    return rc;
   for (size_t i = 0; i < unit->nstores; i++) {
     uow_unit_store *us = &unit->stores[i];
     if (!us->in_txn)
       continue;
     const uow_store_ops *ops = us->store->ops;
     uow_status st = {0, ""};
-    int rc = op == SP_OPEN      ? ops->savepoint(us->conn, level, &st)
+    rc = op == SP_OPEN          ? ops->savepoint(us->conn, level, &st)
              : op == SP_RELEASE ? ops->release(us->conn, level, &st)
                                 : ops->rollback_to(us->conn, level, &st);
     if (rc)
