@@ -171,6 +171,11 @@ static int unit_failed(uow_unit *unit, int rc, const char *what, char *why, size
 
 /* ---- W1: one unit inserts users 1..n ---- */
 
+/* New objects per uow_send: a bulk load hands them over as it goes, so that
+ * PostgreSQL inserts one batch while the program makes the next (on SQLite
+ * uow_send leaves them to the commit). */
+enum { SEND_EVERY = 1000 };
+
 static int insert_users(uow_env *env, int64_t n, char *why, size_t cap) {
   uow_unit *unit = NULL;
   int rc = uow_begin(env, &unit);
@@ -191,6 +196,8 @@ static int insert_users(uow_env *env, int64_t n, char *why, size_t cap) {
     u->score = bench_user_score(i);
     if (!u->email || !u->name)
       rc = UOW_ENOMEM;
+    else if (i % SEND_EVERY == 0)
+      rc = uow_send(unit);
   }
   if (!rc)
     rc = uow_commit(unit);
