@@ -395,8 +395,7 @@ static void flush_of_2500_inserts_waits_for_the_server_once(void **state) {
 
 /* New users Sent<first>.. with ids from `first` on; the one at `taken_at`
  * (if any) gets the e-mail "taken@example.com". uow_send every `every`. */
-static void make_users(uow_unit *unit, user **made, int rows, int first, int taken_at,
-                       int every) {
+static void make_users(uow_unit *unit, user **made, int rows, int first, int taken_at, int every) {
   char email[64];
   for (int i = 0; i < rows; i++) {
     snprintf(email, sizeof(email), "sent%d@example.com", first + i);

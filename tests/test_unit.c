@@ -1567,8 +1567,8 @@ static void sent_objects_commit_once_and_later_changes_are_written(void **state)
  * INSERT waits for the commit): the next call that writes reports it, be it
  * the commit, a flush or a query (which flushes first), and nothing of the
  * unit remains. */
-static void constraint_broken_by_sent_objects_fails_the_next_write_and_writes_nothing(
-    void **state) {
+static void
+constraint_broken_by_sent_objects_fails_the_next_write_and_writes_nothing(void **state) {
   test_world *w = *state;
   enum { ROWS = 1500 };
   seed_user(w->env, "taken@example.com", "Taken", 0);
@@ -1609,8 +1609,8 @@ static void rollback_to_drops_sent_objects_even_refused_ones_and_the_unit_goes_o
 /* Where the store writes ahead (PostgreSQL), objects sent have the keys the
  * store generated when uow_send returns, and their children the parent's;
  * elsewhere (SQLite) uow_send leaves them to the commit, which sets them. */
-static void send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does(
-    void **state) {
+static void
+send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does(void **state) {
   test_world *w = *state;
   enum { ROWS = 1200 };
   static course *parents[ROWS];
@@ -2583,7 +2583,8 @@ static void register_old_store(int abi) {
   assert_true(abi == 2 || abi == 3);
   if (tables[abi - 2])
     return;
-  size_t size = abi == 2 ? offsetof(uow_store_ops, read_many) : offsetof(uow_store_ops, write_ahead);
+  size_t size =
+      abi == 2 ? offsetof(uow_store_ops, read_many) : offsetof(uow_store_ops, write_ahead);
   uow_store_ops full = *store_under_test();
   snprintf(schemes[abi - 2], sizeof(schemes[0]), "abi%d%s", abi,
            test_on_sqlite() ? "sqlite" : "postgresql");

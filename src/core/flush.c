@@ -39,8 +39,8 @@ typedef struct flush {
   slice batch;       /* the pending batch, not sent yet */
   slice ahead;       /* sent with write_ahead, its outcome not known yet */
   unsigned mark;     /* visit: mark planning, mark + 1 planned, mark + 2 left to the flush */
-  bool final; /* the commit's flush: nothing reads the unit's records after it */
-  bool send;  /* uow_send: only new objects, on stores that write ahead */
+  bool final;        /* the commit's flush: nothing reads the unit's records after it */
+  bool send;         /* uow_send: only new objects, on stores that write ahead */
 } flush;
 
 /* Objects of a store that cannot join a transaction become intents at commit. */
@@ -515,7 +515,8 @@ static int execute(flush *f) {
   /* Room for a slice's writes at once rather than by doubling, which copies
    * and touches fresh memory again and again. */
   size_t room = f->ops.len < FLUSH_SLICE ? f->ops.len : FLUSH_SLICE;
-  if (slice_reserve(&f->batch, room) || (f->ops.len > FLUSH_SLICE && slice_reserve(&f->ahead, room)))
+  if (slice_reserve(&f->batch, room) ||
+      (f->ops.len > FLUSH_SLICE && slice_reserve(&f->ahead, room)))
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   int rc = UOW_OK;
   for (size_t i = 0; i < f->ops.len && !rc; i++) {

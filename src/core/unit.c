@@ -743,9 +743,9 @@ static int each_store(uow_unit *unit, savepoint_op op, unsigned level) {
       continue;
     const uow_store_ops *ops = us->store->ops;
     uow_status st = {0, ""};
-    rc = op == SP_OPEN          ? ops->savepoint(us->conn, level, &st)
-             : op == SP_RELEASE ? ops->release(us->conn, level, &st)
-                                : ops->rollback_to(us->conn, level, &st);
+    rc = op == SP_OPEN      ? ops->savepoint(us->conn, level, &st)
+         : op == SP_RELEASE ? ops->release(us->conn, level, &st)
+                            : ops->rollback_to(us->conn, level, &st);
     if (rc)
       return uow__unit_store_error(unit, names[op], us, &st);
   }
