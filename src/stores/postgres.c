@@ -782,17 +782,17 @@ static void batch_read(pg_batch *b, const uow_vec *items) {
 
 /* A COMMIT was queued: decide what the caller may believe. */
 static void batch_settle_commit(pg_batch *b) {
+  bool lost = b->commit_queued && !b->commit_settled && !b->server_refused;
+  if (!lost && !(b->committed && b->code))
+    return; /* the usual case: no message to build */
   char cause[sizeof(b->st->message)];
   snprintf(cause, sizeof(cause), "%s", b->code ? b->st->message : "no reply");
-  if (b->commit_queued && !b->commit_settled && !b->server_refused) {
-    b->code = 0;
+  b->code = 0;
+  if (lost)
     batch_fail(b, UOW_EINDOUBT,
                "COMMIT was sent but its reply was lost, the outcome is unknown: %s", cause);
-  } else if (b->committed && b->code) {
-    /* Only a client-side check can fail after a COMMIT that went through. */
-    b->code = 0;
+  else /* only a client-side check can fail after a COMMIT that went through */
     batch_fail(b, UOW_EINDOUBT, "the transaction committed, but: %s", cause);
-  }
 }
 
 /* Sync, read every reply, leave pipeline mode. Returns the first failure. */
