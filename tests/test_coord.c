@@ -130,6 +130,48 @@ static void constraint_failure_in_one_store_writes_nothing_anywhere(void **state
   ms_cleanup(&w);
 }
 
+/* Rows ids first..first+rows-1 in every store of the world, made store by
+ * store in turn and handed over with uow_send every 500; commit. A row the
+ * server refuses fails the next uow_send or the commit: its code. */
+static int send_and_commit(uow_env *env, const ms_world *w, int64_t first, int rows) {
+  static char note[] = "sent";
+  uow_unit *unit = NULL;
+  EOK(env, uow_begin(env, &unit));
+  int rc = UOW_OK;
+  for (int i = 0; i < rows && !rc; i++) {
+    for (size_t s = 0; s < w->nstores; s++)
+      new_row(unit, w->entities[s], first + i, note);
+    if ((i + 1) % 500 == 0)
+      rc = uow_send(unit);
+  }
+  if (!rc)
+    rc = uow_commit(unit);
+  uow_end(unit);
+  return rc;
+}
+
+/* Objects uow_send left in flight on two PostgreSQL databases commit with
+ * the SQLite ones (which wait for the commit) in one two-phase commit; a
+ * row one database refuses writes nothing anywhere. */
+static void sent_objects_commit_atomically_across_stores(void **state) {
+  (void)state;
+  enum { ROWS = 1500 };
+  ms_world w;
+  ms_prepare(&w, MS_SQLITE_PG_PG);
+  uow_env *env = ms_open(&w, NULL);
+  assert_int_equal(send_and_commit(env, &w, 1, ROWS), UOW_OK);
+  for (size_t s = 0; s < w.nstores; s++)
+    assert_int_equal(test_count_at(w.urls[s], w.entities[s]->table, NULL), ROWS);
+  ms_pg_exec(w.urls[2], "INSERT INTO ms_c (id, note) VALUES (2700, 'already here')");
+  assert_int_equal(send_and_commit(env, &w, 2001, ROWS), UOW_ECONSTRAINT);
+  assert_int_equal(test_count_at(w.urls[0], "ms_a", "id > 2000"), 0);
+  assert_int_equal(test_count_at(w.urls[1], "ms_b", "id > 2000"), 0);
+  assert_int_equal(test_count_at(w.urls[2], "ms_c", "id > 2000"), 1);
+  assert_int_equal(ms_prepared(&w), 0);
+  uow_env_close(env);
+  ms_cleanup(&w);
+}
+
 static void failed_prepare_rolls_back_every_store(void **state) {
   (void)state;
   ms_world w;
@@ -476,6 +518,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(sqlite_and_postgres_commit_together),
       cmocka_unit_test(two_postgres_databases_commit_together),
       cmocka_unit_test(sqlite_and_two_postgres_databases_commit_together),
+      cmocka_unit_test(sent_objects_commit_atomically_across_stores),
       cmocka_unit_test(events_of_a_multi_store_unit_go_to_the_decider_outbox),
       cmocka_unit_test(decision_records_are_removed_once_every_store_finished),
       cmocka_unit_test(configured_decider_decides_units_of_postgres_stores),

@@ -464,6 +464,30 @@ static void refused_sent_insert_fails_the_next_read_with_the_servers_message(voi
   assert_int_equal(test_count(w->env, "users", NULL), 1);
 }
 
+/* A unit ended with writes uow_send left in flight, refused or not, rolls
+ * back, and its connection serves the next unit. */
+static void
+unit_ended_with_sent_writes_in_flight_rolls_back_and_its_connection_serves_on(void **state) {
+  test_world *w = *state;
+  user *made[10];
+  uow_unit *unit = NULL;
+  EOK(w->env, uow_begin(w->env, &unit));
+  make_users(unit, made, 1, 1, 0, 1); /* the user whose e-mail is taken */
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  for (int refused = 0; refused < 2; refused++) {
+    EOK(w->env, uow_begin(w->env, &unit));
+    make_users(unit, made, 10, 100 + refused * 10, refused ? 3 : -1, 10);
+    uow_end(unit);
+  }
+  assert_int_equal(test_count(w->env, "users", NULL), 1);
+  EOK(w->env, uow_begin(w->env, &unit));
+  make_users(unit, made, 10, 200, -1, 5);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", NULL), 11);
+}
+
 static void
 large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order(void **state) {
   test_world *w = *state;
@@ -920,6 +944,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(flush_of_2500_inserts_waits_for_the_server_once, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(sends_of_inserts_wait_for_no_answer_and_the_commit_waits_twice, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(refused_sent_insert_fails_the_next_read_with_the_servers_message, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(unit_ended_with_sent_writes_in_flight_rolls_back_and_its_connection_serves_on, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(large_batch_uses_multi_row_inserts_and_keeps_generated_keys_in_creation_order, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_during_commit_gives_eindoubt_and_the_next_unit_works, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(connection_lost_during_a_commit_sent_alone_gives_eindoubt, test_setup, test_teardown),

@@ -321,7 +321,7 @@ static int send_batch(flush *f, bool commit, bool ahead) {
   rc = ahead ? ops->write_ahead(us->conn, writes, n, &st)
              : ops->write(us->conn, writes, n, commit, &st);
   if (rc)
-    return uow__unit_store_error(unit, commit ? "commit" : "flush", us, &st);
+    return uow__unit_store_error(unit, commit ? "commit" : f->send ? "send" : "flush", us, &st);
   us->proven = true;
   us->wrote = us->wrote || pending(f);
   if ((rc = apply_slice(f, &f->ahead, commit)) || !ahead)
