@@ -65,6 +65,9 @@ static uow_record *identity_find(uow_unit *unit, const uow_mapping *map, const u
 }
 
 uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key) {
+  /* A unit that only made new objects has none: no key to hash. */
+  if (!unit->identity.len)
+    return NULL;
   return identity_find(unit, map, key, identity_hash(map, key));
 }
 
@@ -140,8 +143,7 @@ static int copy_bytes(uow_unit *unit, const uow_column *col, void *object) {
   if (col->type != UOW_TEXT && col->type != UOW_BLOB)
     return UOW_OK;
   uow_value now = uow__column_value(col, object);
-  return now.is_null ? UOW_OK
-                     : bytes_dup(unit, col, object, now.v.bytes.data, now.v.bytes.size);
+  return now.is_null ? UOW_OK : bytes_dup(unit, col, object, now.v.bytes.data, now.v.bytes.size);
 }
 
 int uow__record_snapshot(uow_unit *unit, uow_record *rec) {

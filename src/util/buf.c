@@ -72,19 +72,14 @@ void uow__buf_printf(uow_buf *buf, const char *fmt, ...) {
 
 int uow__buf_status(const uow_buf *buf) { return buf->failed ? UOW_ENOMEM : UOW_OK; }
 
-void *uow__vec_push(uow_vec *vec, size_t size) {
-  if (vec->len == vec->cap) {
-    size_t cap = vec->cap ? vec->cap * 2 : 8;
-    void *items = uow__realloc(vec->items, cap * size);
-    if (!items)
-      return NULL;
-    vec->items = items;
-    vec->cap = cap;
-  }
-  void *slot = (char *)vec->items + vec->len * size;
-  memset(slot, 0, size);
-  vec->len++;
-  return slot;
+int uow__vec_grow(uow_vec *vec, size_t size) {
+  size_t cap = vec->cap ? vec->cap * 2 : 8;
+  void *items = cap <= SIZE_MAX / size ? uow__realloc(vec->items, cap * size) : NULL;
+  if (!items)
+    return UOW_ENOMEM;
+  vec->items = items;
+  vec->cap = cap;
+  return UOW_OK;
 }
 
 int uow__vec_reserve(uow_vec *vec, size_t n, size_t size) {

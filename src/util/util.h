@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "uow.h"
 #include "uow/store.h"
@@ -82,8 +83,17 @@ typedef struct uow_vec {
   size_t len;
   size_t cap;
 } uow_vec;
-/* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL. */
-void *uow__vec_push(uow_vec *vec, size_t size);
+/* Make room for one more item when the vector is full (uow__vec_push). */
+int uow__vec_grow(uow_vec *vec, size_t size);
+/* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL.
+ * Inline: a flush pushes several items per write, and `size` is known here. */
+static inline void *uow__vec_push(uow_vec *vec, size_t size) {
+  if (vec->len == vec->cap && uow__vec_grow(vec, size))
+    return NULL;
+  void *slot = (char *)vec->items + vec->len++ * size;
+  memset(slot, 0, size);
+  return slot;
+}
 /* Make room for `n` items of `size` bytes in all (no more reallocations up to
  * there); 0 or UOW_ENOMEM, the vector unchanged. */
 int uow__vec_reserve(uow_vec *vec, size_t n, size_t size);
@@ -113,8 +123,46 @@ uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed);
 uint64_t uow__hash_u64(uint64_t x, uint64_t seed);
 
 /* ---- values and columns (value.c) ---- */
-/* Read the member of `object` described by `col` into a uow_value (no copy). */
-uow_value uow__column_value(const uow_column *col, const void *object);
+/* Read the member of `object` described by `col` into a uow_value (no copy).
+ * Inline: a flush reads every column of every row it writes or compares. */
+static inline uow_value uow__column_value(const uow_column *col, const void *object) {
+  const char *member = (const char *)object + col->offset;
+  bool nullable = col->flags & UOW_NULLABLE;
+  uow_value value;
+  memset(&value, 0, sizeof(value));
+  value.type = col->type;
+  switch (col->type) {
+  case UOW_INT64:
+    memcpy(&value.v.i, member, sizeof(int64_t));
+    value.is_null = nullable && value.v.i == 0;
+    break;
+  case UOW_DOUBLE:
+    memcpy(&value.v.d, member, sizeof(double));
+    value.is_null = nullable && value.v.d == 0.0;
+    break;
+  case UOW_BOOL:
+    memcpy(&value.v.b, member, sizeof(bool));
+    value.is_null = nullable && !value.v.b;
+    break;
+  case UOW_TEXT: {
+    const char *s;
+    memcpy(&s, member, sizeof(s));
+    value.is_null = s == NULL;
+    value.v.bytes.data = s;
+    value.v.bytes.size = s ? strlen(s) : 0;
+    break;
+  }
+  case UOW_BLOB: {
+    uow_blob blob;
+    memcpy(&blob, member, sizeof(blob));
+    value.is_null = blob.data == NULL;
+    value.v.bytes.data = blob.data;
+    value.v.bytes.size = blob.data ? blob.size : 0;
+    break;
+  }
+  }
+  return value;
+}
 /* True when two values are equal (type of `a` decides; NULLs equal each other). */
 bool uow__value_equal(const uow_value *a, const uow_value *b);
 /* The index of the primary key column of a checked entity. */

@@ -6,45 +6,6 @@
 
 #include "util.h"
 
-uow_value uow__column_value(const uow_column *col, const void *object) {
-  const char *member = (const char *)object + col->offset;
-  bool nullable = col->flags & UOW_NULLABLE;
-  uow_value value;
-  memset(&value, 0, sizeof(value));
-  value.type = col->type;
-  switch (col->type) {
-  case UOW_INT64:
-    memcpy(&value.v.i, member, sizeof(int64_t));
-    value.is_null = nullable && value.v.i == 0;
-    break;
-  case UOW_DOUBLE:
-    memcpy(&value.v.d, member, sizeof(double));
-    value.is_null = nullable && value.v.d == 0.0;
-    break;
-  case UOW_BOOL:
-    memcpy(&value.v.b, member, sizeof(bool));
-    value.is_null = nullable && !value.v.b;
-    break;
-  case UOW_TEXT: {
-    const char *s;
-    memcpy(&s, member, sizeof(s));
-    value.is_null = s == NULL;
-    value.v.bytes.data = s;
-    value.v.bytes.size = s ? strlen(s) : 0;
-    break;
-  }
-  case UOW_BLOB: {
-    uow_blob blob;
-    memcpy(&blob, member, sizeof(blob));
-    value.is_null = blob.data == NULL;
-    value.v.bytes.data = blob.data;
-    value.v.bytes.size = blob.data ? blob.size : 0;
-    break;
-  }
-  }
-  return value;
-}
-
 bool uow__value_equal(const uow_value *a, const uow_value *b) {
   if (a->is_null || b->is_null)
     return a->is_null == b->is_null;
