@@ -993,22 +993,30 @@ static bool needs_rowid(const uow_write *w) {
 static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
+  const int count = sqlite3_bind_parameter_count(stmt);
   int at = 0;
   for (size_t r = 0; r < rows; r++) {
-    size_t n = uow__sql_write_params(&w[r], params);
-    if ((size_t)sqlite3_bind_parameter_count(stmt) < (size_t)at + n)
+    /* An INSERT's parameters are its values in column order: bound where
+     * they are rather than copied first. */
+    bool insert = w[r].kind == UOW_WRITE_INSERT;
+    size_t n =
+        insert ? (size_t)__builtin_popcountll(w[r].columns) : uow__sql_write_params(&w[r], params);
+    if ((size_t)count < (size_t)at + n)
       break;
-    for (size_t i = 0; i < n; i++) {
-      int src = bind_value(stmt, ++at, &params[i]);
+    for (size_t i = 0, bound = 0; bound < n; i++) {
+      if (insert && !(w[r].columns & (UINT64_C(1) << i)))
+        continue;
+      int src = bind_value(stmt, ++at, insert ? &w[r].values[i] : &params[bound]);
+      bound++;
       if (src != SQLITE_OK)
         return sqlite_failure(conn, src, NULL, st);
     }
   }
-  if (at != sqlite3_bind_parameter_count(stmt))
+  if (at != count)
     return uow_status_set(st, UOW_EINVAL,
                           "the statement for \"%s\" has %d parameters but %d "
                           "were given",
-                          w->entity->table, sqlite3_bind_parameter_count(stmt), at);
+                          w->entity->table, count, at);
   return UOW_OK;
 }
 
