@@ -226,7 +226,8 @@ struct uow_unit {
    * at its next call (uow__unit_settle, or the next flush's first write). */
   uow_vec sent; /* uow_write */
   size_t sent_store;
-  size_t send_from; /* records before this index were planned by a uow_send */
+  size_t send_from;            /* records before this index were planned by a uow_send */
+  const uow_mapping *last_map; /* the mapping mapping() found last (the env's, stable) */
   char errmsg[1024];
 };
 

@@ -316,10 +316,15 @@ int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_st
 /* ---- reading ---- */
 
 static const uow_mapping *mapping(uow_unit *unit, const uow_entity *entity, const char *verb) {
-  const uow_mapping *map = entity ? uow__env_mapping(unit->env, entity) : NULL;
+  /* Units make many objects of one entity in a row: the last answer first. */
+  const uow_mapping *map = unit->last_map;
+  if (map && map->entity == entity)
+    return map;
+  map = entity ? uow__env_mapping(unit->env, entity) : NULL;
   if (!map)
     uow__unit_error(unit, UOW_EINVAL, "%s: entity %s is not mapped to a store", verb,
                     entity && entity->name ? entity->name : "(null)");
+  unit->last_map = map ? map : unit->last_map;
   return map;
 }
 
