@@ -409,6 +409,16 @@ static void make_users(uow_unit *unit, user **made, int rows, int first, int tak
   }
 }
 
+/* The committed user whose e-mail make_users gives to the one at `taken_at`. */
+static void seed_taken_user(test_world *w) {
+  user *made[1];
+  uow_unit *unit = NULL;
+  EOK(w->env, uow_begin(w->env, &unit));
+  make_users(unit, made, 1, 1, 0, 1);
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
 /* uow_send hands each batch of INSERTs to the server and returns without
  * waiting for its answer: five sends of 500 wait for the server not once,
  * and an object sent is found by its key without a read. The commit waits
@@ -447,10 +457,7 @@ static void refused_sent_insert_fails_the_next_read_with_the_servers_message(voi
   int64_t id = seed_course(w->env, "Refused", 10);
   user *made[10];
   uow_unit *unit = NULL;
-  EOK(w->env, uow_begin(w->env, &unit));
-  make_users(unit, made, 1, 1, 0, 1); /* the user whose e-mail is taken */
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  seed_taken_user(w);
   EOK(w->env, uow_begin(w->env, &unit));
   make_users(unit, made, 10, 2, 7, 10);
   course *c = NULL;
@@ -471,10 +478,7 @@ unit_ended_with_sent_writes_in_flight_rolls_back_and_its_connection_serves_on(vo
   test_world *w = *state;
   user *made[10];
   uow_unit *unit = NULL;
-  EOK(w->env, uow_begin(w->env, &unit));
-  make_users(unit, made, 1, 1, 0, 1); /* the user whose e-mail is taken */
-  UOK(unit, uow_commit(unit));
-  uow_end(unit);
+  seed_taken_user(w);
   for (int refused = 0; refused < 2; refused++) {
     EOK(w->env, uow_begin(w->env, &unit));
     make_users(unit, made, 10, 100 + refused * 10, refused ? 3 : -1, 10);

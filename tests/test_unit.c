@@ -1457,22 +1457,41 @@ static void next_unit_commits_users(test_world *w, int rows, const char *name) {
   assert_int_equal(test_count(w->env, "users", cond), rows);
 }
 
+/* Makes `rows` users named `name`, the one at `taken_at` with a taken e-mail. */
+typedef void (*make_users_fn)(uow_unit *unit, int rows, const char *name, int taken_at);
+
+/* For each of the first `ways` next calls (the commit, uow_flush, a query,
+ * which flushes first): a unit whose users `make` made, one of them with a
+ * taken e-mail, fails that call with UOW_ECONSTRAINT and leaves nothing;
+ * then the connection serves the next unit. */
+static void refused_at_each_next_write(test_world *w, int ways, int rows, const char *name,
+                                       int taken_at, make_users_fn make) {
+  seed_user(w->env, "taken@example.com", "Taken", 0);
+  for (int next = 0; next < ways; next++) {
+    uow_unit *unit = begin(w->env);
+    make(unit, rows, name, taken_at);
+    void **found = NULL;
+    size_t count = 0;
+    UCODE(unit, UOW_ECONSTRAINT,
+          next == 0   ? uow_commit(unit)
+          : next == 1 ? uow_flush(unit)
+                      : uow_find(unit, &user_entity, NULL, NULL, 0, &found, &count));
+    assert_contains(uow_errmsg(unit), "email");
+    roll_back_and_find_none(w, unit, name);
+  }
+  next_unit_commits_users(w, rows, name);
+}
+
+static void make_users_for_one_flush(uow_unit *unit, int rows, const char *name, int taken_at) {
+  new_users(unit, rows, name, 10, taken_at, "taken@example.com", 0);
+}
+
 /* On PostgreSQL the first slice is still in flight while the next one is
  * made: a constraint it breaks fails the flush all the same, whether the
- * flush is uow_flush or the commit's, and the connection serves the next
+ * flush is the commit's or uow_flush, and the connection serves the next
  * unit. */
 static void constraint_failing_in_an_early_slice_fails_the_flush_and_writes_nothing(void **state) {
-  test_world *w = *state;
-  enum { ROWS = 2500 };
-  seed_user(w->env, "taken@example.com", "Taken", 0);
-  for (int commit = 0; commit < 2; commit++) {
-    uow_unit *unit = begin(w->env);
-    new_users(unit, ROWS, "Early", 10, 10, "taken@example.com", 0);
-    UCODE(unit, UOW_ECONSTRAINT, commit ? uow_commit(unit) : uow_flush(unit));
-    assert_contains(uow_errmsg(unit), "email");
-    roll_back_and_find_none(w, unit, "Early");
-  }
-  next_unit_commits_users(w, ROWS, "Early");
+  refused_at_each_next_write(*state, 2, 2500, "Early", 10, make_users_for_one_flush);
 }
 
 /* A flush that fails on the client after a slice went to the store (a new
@@ -1492,6 +1511,35 @@ static void flush_failing_between_slices_writes_nothing_and_the_next_unit_works(
   next_unit_commits_users(w, ROWS, "Between");
 }
 
+/* A new course whose key the store generates. */
+static course *new_course(uow_unit *unit, char *title, int64_t seats) {
+  course *c = NULL;
+  UOK(unit, uow_new(unit, &course_entity, (void **)&c));
+  c->title = title;
+  c->seats = seats;
+  return c;
+}
+
+/* A new enrollment of `parent`, learner "child<i>". */
+static enrollment *new_child(uow_unit *unit, course *parent, int i) {
+  char learner[32];
+  enrollment *e = NULL;
+  snprintf(learner, sizeof(learner), "child%d", i);
+  UOK(unit, uow_new(unit, &enrollment_entity, (void **)&e));
+  e->course = parent;
+  e->learner = dup(unit, learner);
+  return e;
+}
+
+/* Every parent has a key from the store, and every child its own parent's. */
+static void children_have_their_parents_keys(course *const *parents, enrollment *const *children,
+                                             int n) {
+  for (int i = 0; i < n; i++) {
+    assert_true(parents[i]->id > 0);
+    assert_int_equal(children[i]->course_id, parents[i]->id);
+  }
+}
+
 /* Children made after 1,500 new parents need keys the store generates for a
  * slice that may still be in flight: the flush waits for it, and every
  * child gets its own parent's key. */
@@ -1501,23 +1549,12 @@ static void children_get_the_keys_of_parents_generated_in_an_earlier_slice(void 
   static course *parents[ROWS];
   static enrollment *children[ROWS];
   uow_unit *unit = begin(w->env);
-  for (int i = 0; i < ROWS; i++) {
-    UOK(unit, uow_new(unit, &course_entity, (void **)&parents[i]));
-    parents[i]->title = "Slice parent";
-    parents[i]->seats = i;
-  }
-  for (int i = 0; i < ROWS; i++) {
-    char learner[32];
-    snprintf(learner, sizeof(learner), "child%d", i);
-    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&children[i]));
-    children[i]->course = parents[i];
-    children[i]->learner = dup(unit, learner);
-  }
+  for (int i = 0; i < ROWS; i++)
+    parents[i] = new_course(unit, "Slice parent", i);
+  for (int i = 0; i < ROWS; i++)
+    children[i] = new_child(unit, parents[i], i);
   UOK(unit, uow_commit(unit));
-  for (int i = 0; i < ROWS; i++) {
-    assert_true(parents[i]->id > 0);
-    assert_int_equal(children[i]->course_id, parents[i]->id);
-  }
+  children_have_their_parents_keys(parents, children, ROWS);
   uow_end(unit);
   /* In the database too: child i belongs to the parent with i seats. */
   assert_int_equal(test_count(w->env, "enrollments",
@@ -1567,24 +1604,13 @@ static void sent_objects_commit_once_and_later_changes_are_written(void **state)
  * INSERT waits for the commit): the next call that writes reports it, be it
  * the commit, a flush or a query (which flushes first), and nothing of the
  * unit remains. */
+static void make_users_in_one_send(uow_unit *unit, int rows, const char *name, int taken_at) {
+  send_users(unit, rows, rows, name, 10, taken_at);
+}
+
 static void
 constraint_broken_by_sent_objects_fails_the_next_write_and_writes_nothing(void **state) {
-  test_world *w = *state;
-  enum { ROWS = 1500 };
-  seed_user(w->env, "taken@example.com", "Taken", 0);
-  for (int next = 0; next < 3; next++) {
-    uow_unit *unit = begin(w->env);
-    send_users(unit, ROWS, ROWS, "Refused", 10, 1400);
-    void **rows = NULL;
-    size_t count = 0;
-    UCODE(unit, UOW_ECONSTRAINT,
-          next == 0   ? uow_commit(unit)
-          : next == 1 ? uow_flush(unit)
-                      : uow_find(unit, &user_entity, NULL, NULL, 0, &rows, &count));
-    assert_contains(uow_errmsg(unit), "email");
-    roll_back_and_find_none(w, unit, "Refused");
-  }
-  next_unit_commits_users(w, ROWS, "Refused");
+  refused_at_each_next_write(*state, 3, 1500, "Refused", 1400, make_users_in_one_send);
 }
 
 /* Objects sent inside a savepoint are dropped by uow_rollback_to, also when
@@ -1617,12 +1643,8 @@ send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does(void 
   static enrollment *children[ROWS];
   uow_unit *unit = begin(w->env);
   for (int i = 0; i < ROWS; i++) {
-    UOK(unit, uow_new(unit, &course_entity, (void **)&parents[i]));
-    parents[i]->title = "Sent parent";
-    parents[i]->seats = i;
-    UOK(unit, uow_new(unit, &enrollment_entity, (void **)&children[i]));
-    children[i]->course = parents[i];
-    children[i]->learner = "child";
+    parents[i] = new_course(unit, "Sent parent", i);
+    children[i] = new_child(unit, parents[i], i);
   }
   UOK(unit, uow_send(unit));
   bool ahead = !test_on_sqlite();
@@ -1631,10 +1653,7 @@ send_sets_generated_keys_where_the_store_writes_ahead_else_the_commit_does(void 
     assert_int_equal(children[i]->course_id == parents[i]->id && children[i]->id > 0, ahead);
   }
   UOK(unit, uow_commit(unit));
-  for (int i = 0; i < ROWS; i++) {
-    assert_true(parents[i]->id > 0);
-    assert_int_equal(children[i]->course_id, parents[i]->id);
-  }
+  children_have_their_parents_keys(parents, children, ROWS);
   uow_end(unit);
   assert_int_equal(test_count(w->env, "enrollments",
                               "course_id IN (SELECT id FROM courses WHERE title = 'Sent parent')"),
