@@ -35,6 +35,9 @@ typedef struct flush {
   uow_vec ops;       /* uow_record *, in execution order: inserts, updates, deletes */
   size_t updates;    /* the index in ops of the first update */
   size_t deletes;    /* the index in ops of the first delete */
+  uow_vec updating;  /* uow_record *, while planning: the updates, then put in ops */
+  uow_vec deleting;  /* uow_record *, while planning: the deletes, then put in ops */
+  uint64_t writers;  /* bit i: the operations write to the store of index i */
   uow_store *store;  /* the store of the pending batch and of the slice ahead */
   slice batch;       /* the pending batch, not sent yet */
   slice ahead;       /* sent with write_ahead, its outcome not known yet */
@@ -57,9 +60,14 @@ static const uow_column *key_column(const uow_mapping *map) {
   return &map->entity->columns[map->key];
 }
 
+/* A key still to be set: NULL, or 0 for an integer. */
+static bool value_unset(const uow_value *key) {
+  return key->is_null || (key->type == UOW_INT64 && key->v.i == 0);
+}
+
 static bool key_unset(const uow_record *rec) {
   uow_value key = uow__column_value(key_column(rec->map), uow__record_object(rec));
-  return key.is_null || (key.type == UOW_INT64 && key.v.i == 0);
+  return value_unset(&key);
 }
 
 static void set_version(uow_record *rec, int64_t version) {
@@ -74,12 +82,14 @@ static int64_t snapshot_version(const uow_record *rec) {
 /* ---- planning ---- */
 
 /* An operation is its record; where it stands in f->ops says its kind (a
- * pointer per operation keeps a big flush's list small). */
-static int push_op(flush *f, uow_record *rec) {
-  uow_record **op = uow__vec_push(&f->ops, sizeof(*op));
+ * pointer per operation keeps a big flush's list small). Planning puts each
+ * in `list` (f->ops for inserts) and notes the store it writes to. */
+static int push_op(flush *f, uow_vec *list, uow_record *rec) {
+  uow_record **op = uow__vec_push(list, sizeof(*op));
   if (!op)
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   *op = rec;
+  f->writers |= UINT64_C(1) << rec->map->store->index;
   return UOW_OK;
 }
 
@@ -140,7 +150,7 @@ static int plan_insert(flush *f, uow_record *rec) {
                             e->columns[i].name, parent->map->entity->name);
   }
   rec->visit = f->mark + 1;
-  return push_op(f, rec);
+  return push_op(f, &f->ops, rec);
 }
 
 /* Updates and deletes go in key order (by mapping, then key in the snapshot),
@@ -169,19 +179,24 @@ static int compare_deletes(const void *a, const void *b) {
   return compare_keys(ra, rb);
 }
 
-/* Sorts f->ops from `first` on, unless it is in order already (records
- * loaded by one query usually are). */
-static void sort_ops(flush *f, size_t first, int (*compare)(const void *, const void *)) {
-  size_t n = f->ops.len - first;
-  if (n < 2)
-    return; /* and the list may not exist */
-  uow_record **ops = (uow_record **)f->ops.items + first;
+/* Sorts `list`, unless it is in order already (records loaded by one query
+ * usually are), and puts it at the end of f->ops. */
+static int append_sorted(flush *f, uow_vec *list, int (*compare)(const void *, const void *)) {
+  size_t n = list->len;
+  if (n == 0)
+    return UOW_OK; /* and the list may not exist */
+  uow_record **ops = list->items;
   for (size_t i = 1; i < n; i++) {
     if (compare(&ops[i - 1], &ops[i]) > 0) {
       qsort(ops, n, sizeof(*ops), compare);
-      return;
+      break;
     }
   }
+  if (uow__vec_reserve(&f->ops, n, sizeof(*ops)))
+    return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+  memcpy((uow_record **)f->ops.items + f->ops.len, ops, n * sizeof(*ops));
+  f->ops.len += n;
+  return UOW_OK;
 }
 
 /* Whether a loaded record may need an UPDATE: a column differs from the
@@ -210,6 +225,9 @@ static bool may_update(const uow_record *rec) {
   return false;
 }
 
+/* One pass over the records (each visit of a big unit's records costs a
+ * cache miss per record): inserts go to f->ops as planned, updates and
+ * deletes follow them, each sorted. */
 static int plan(flush *f) {
   uow_unit *unit = f->unit;
   f->mark = unit->visit_serial += 3;
@@ -217,30 +235,25 @@ static int plan(flush *f) {
   size_t n = unit->records.len;
   int rc = UOW_OK;
   /* Every record before send_from was planned by a send: what is new there
-   * now was left to the flush. */
-  for (size_t i = f->send ? unit->send_from : 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_NEW)
-      rc = plan_insert(f, recs[i]);
-  size_t first = f->updates = f->ops.len;
-  if (f->send || rc) {
-    f->deletes = f->ops.len;
-    return rc;
+   * now was left to the flush. A send plans nothing else. */
+  for (size_t i = f->send ? unit->send_from : 0; i < n && !rc; i++) {
+    uow_record *rec = recs[i];
+    if (rec->state == UOW_REC_NEW)
+      rc = plan_insert(f, rec);
+    else if (f->send || is_intent(rec))
+      continue;
+    else if (rec->state == UOW_REC_CLEAN && rec->snapshot && may_update(rec))
+      rc = push_op(f, &f->updating, rec);
+    else if (rec->state == UOW_REC_DELETED)
+      rc = push_op(f, &f->deleting, rec);
   }
-  for (size_t i = 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_CLEAN && recs[i]->snapshot && !is_intent(recs[i]) &&
-        may_update(recs[i]))
-      rc = push_op(f, recs[i]);
-  if (rc)
-    return rc;
-  sort_ops(f, first, compare_updates);
-  first = f->deletes = f->ops.len;
-  for (size_t i = 0; i < n && !rc; i++)
-    if (recs[i]->state == UOW_REC_DELETED && !is_intent(recs[i]))
-      rc = push_op(f, recs[i]);
-  if (rc)
-    return rc;
-  sort_ops(f, first, compare_deletes);
-  return UOW_OK;
+  f->updates = f->ops.len;
+  if (!rc)
+    rc = append_sorted(f, &f->updating, compare_updates);
+  f->deletes = f->ops.len;
+  if (!rc)
+    rc = append_sorted(f, &f->deleting, compare_deletes);
+  return rc;
 }
 
 /* ---- executing ---- */
@@ -373,7 +386,7 @@ static uow_value *object_values(flush *f, const uow_entity *e, const void *objec
   uow_value *values = uow__arena_alloc_raw(&f->scratch, e->ncolumns * sizeof(*values));
   if (values)
     for (size_t i = 0; i < e->ncolumns; i++)
-      values[i] = uow__column_value(&e->columns[i], object);
+      uow__column_read(&e->columns[i], object, &values[i]);
   return values;
 }
 
@@ -406,8 +419,9 @@ static int add_insert(flush *f, uow_record *rec) {
   const uow_mapping *map = rec->map;
   const uow_entity *e = map->entity;
   void *object = uow__record_object(rec);
-  uow_value key = uow__column_value(key_column(map), object);
-  uow_record *replaced = key_unset(rec) ? NULL : uow__identity_get(f->unit, map, &key);
+  uow_value key;
+  uow__column_read(key_column(map), object, &key);
+  uow_record *replaced = value_unset(&key) ? NULL : uow__identity_get(f->unit, map, &key);
   if (replaced && replaced->state != UOW_REC_DELETED)
     return uow__unit_fail(f->unit, UOW_ECONSTRAINT,
                           "flush: a new %s has the key of a %s already in this unit", e->name,
@@ -443,7 +457,7 @@ static int add_insert(flush *f, uow_record *rec) {
   w->columns = columns & (replaced ? ~(UINT64_C(1) << map->key) : UINT64_MAX);
   w->values = object_values(f, e, object);
   if (replaced) {
-    w->key = uow__column_value(key_column(map), replaced->snapshot);
+    uow__column_read(key_column(map), replaced->snapshot, &w->key);
     w->check_version = map->version != SIZE_MAX;
     w->expected = w->check_version ? snapshot_version(replaced) : 0;
   }
@@ -468,7 +482,7 @@ static int add_update(flush *f, uow_record *rec) {
     return rc;
   w->kind = UOW_WRITE_UPDATE;
   w->entity = map->entity;
-  w->key = uow__column_value(key_column(map), rec->snapshot);
+  uow__column_read(key_column(map), rec->snapshot, &w->key);
   if (map->version != SIZE_MAX) {
     w->check_version = true;
     w->expected = snapshot_version(rec);
@@ -488,7 +502,7 @@ static int add_delete(flush *f, uow_record *rec) {
     return rc;
   w->kind = UOW_WRITE_DELETE;
   w->entity = map->entity;
-  w->key = uow__column_value(key_column(map), rec->snapshot);
+  uow__column_read(key_column(map), rec->snapshot, &w->key);
   w->check_version = map->version != SIZE_MAX;
   w->expected = w->check_version ? snapshot_version(rec) : 0;
   return UOW_OK;
@@ -665,10 +679,7 @@ static int add_intents(flush *f, uow_store *store, int64_t now) {
 /* The stores this unit writes to, counting what is planned: known before
  * anything is sent, so a unit the coordinator cannot commit writes nothing. */
 static int admit(flush *f, uow_store **decider) {
-  uint64_t writers = uow__coord_writers(f->unit);
-  for (size_t i = 0; i < f->ops.len; i++)
-    writers |= UINT64_C(1) << UOW_VEC_AT(&f->ops, uow_record *, i)->map->store->index;
-  return uow__coord_plan(f->unit, writers, decider);
+  return uow__coord_plan(f->unit, uow__coord_writers(f->unit) | f->writers, decider);
 }
 
 /* Commit the stores the unit only read from (all but `except`): if one
@@ -839,6 +850,8 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
   else if (send)
     unit->send_from = unit->records.len;
   uow__vec_free(&f.ops);
+  uow__vec_free(&f.updating);
+  uow__vec_free(&f.deleting);
   slice_free(&f.batch);
   slice_free(&f.ahead);
   uow__arena_free(&f.scratch);

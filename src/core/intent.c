@@ -68,7 +68,8 @@ int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version
   out->version = version;
   out->del = del;
   uow_intent_field key;
-  uow_value kv = uow__column_value(&e->columns[rec->map->key], object);
+  uow_value kv;
+  uow__column_read(&e->columns[rec->map->key], object, &kv);
   if (field_text(&unit->arena, &kv, &key) || !key.value)
     return UOW_ENOMEM;
   out->key = key.value;
@@ -78,7 +79,8 @@ int uow__intent_build(uow_unit *unit, uow_record *rec, bool del, int64_t version
   if (!fields)
     return UOW_ENOMEM;
   for (size_t i = 0; i < e->ncolumns; i++) {
-    uow_value v = uow__column_value(&e->columns[i], object);
+    uow_value v;
+    uow__column_read(&e->columns[i], object, &v);
     if (i == rec->map->version) {
       v.is_null = false;
       v.v.i = version;

@@ -50,7 +50,8 @@ static bool identity_eq(const void *value, const void *key) {
   if (rec->map != k->map)
     return false;
   const uow_column *col = &rec->map->entity->columns[rec->map->key];
-  uow_value mine = uow__column_value(col, rec->snapshot);
+  uow_value mine;
+  uow__column_read(col, rec->snapshot, &mine);
   return uow__value_equal(&mine, k->key);
 }
 
@@ -82,7 +83,8 @@ static int identity_put(uow_unit *unit, uow_record *rec, uint64_t hash) {
 
 int uow__identity_add(uow_unit *unit, uow_record *rec) {
   const uow_column *col = &rec->map->entity->columns[rec->map->key];
-  uow_value key = uow__column_value(col, rec->snapshot);
+  uow_value key;
+  uow__column_read(col, rec->snapshot, &key);
   return identity_put(unit, rec, identity_hash(rec->map, &key));
 }
 

@@ -346,7 +346,8 @@ int uow_get_ex(uow_unit *unit, const uow_entity *entity, const void *key, unsign
     return uow__unit_error(unit, UOW_EINVAL, "get %s: key and out are required", entity->name);
   /* The key points to a value of the key member's type: read it as that member. */
   const uow_column *col = &entity->columns[map->key];
-  uow_value k = uow__column_value(col, (const char *)key - col->offset);
+  uow_value k;
+  uow__column_read(col, (const char *)key - col->offset, &k);
   if (k.is_null)
     return uow__unit_error(unit, UOW_EINVAL, "get %s: the key is NULL", entity->name);
   uow_record *rec = uow__identity_get(unit, map, &k);
@@ -441,7 +442,7 @@ static int fetch_check(uow_unit *unit, const uow_fetch_item *it, size_t i, uow_l
                              i, name);
     /* As in uow_get_ex: the key points to a value of the key member's type. */
     const uow_column *col = &it->entity->columns[map->key];
-    load->key = uow__column_value(col, (const char *)it->key - col->offset);
+    uow__column_read(col, (const char *)it->key - col->offset, &load->key);
     if (load->key.is_null)
       return uow__unit_error(unit, UOW_EINVAL, "fetch item %zu (get %s): the key is NULL", i, name);
     load->params = &load->key;

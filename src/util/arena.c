@@ -9,7 +9,6 @@
 
 struct uow_arena_block {
   uow_arena_block *next;
-  size_t used;
   size_t size;
   bool paged; /* see uow__big_alloc */
   _Alignas(16) unsigned char data[];
@@ -18,6 +17,7 @@ struct uow_arena_block {
 enum { ARENA_FIRST_BLOCK = 4096, ARENA_MAX_BLOCK = 1 << 20 };
 
 void uow__arena_init(uow_arena *arena) {
+  arena->next = arena->limit = NULL;
   arena->head = NULL;
   arena->spare = NULL;
   arena->next_size = ARENA_FIRST_BLOCK;
@@ -49,21 +49,18 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
   return block;
 }
 
-void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
+void *uow__arena_alloc_block(uow_arena *arena, size_t size) {
   size_t need = (size + 15) & ~(size_t)15;
   if (need < size || need > SIZE_MAX - sizeof(uow_arena_block))
     return NULL; /* the block's size would wrap around */
-  uow_arena_block *block = arena->head;
-  if (!block || block->size - block->used < need) {
-    if (!(block = arena_block(arena, need)))
-      return NULL;
-    block->used = 0;
-    block->next = arena->head;
-    arena->head = block;
-  }
-  void *p = block->data + block->used;
-  block->used += need;
-  return p;
+  uow_arena_block *block = arena_block(arena, need);
+  if (!block)
+    return NULL;
+  block->next = arena->head;
+  arena->head = block;
+  arena->next = block->data + need;
+  arena->limit = block->data + block->size;
+  return block->data;
 }
 
 void *uow__arena_alloc(uow_arena *arena, size_t size) {
@@ -130,6 +127,7 @@ void uow__arena_recycle(uow_arena *arena, size_t keep) {
   size_t kept = 0;
   keep_blocks(arena->spare, &spare, &kept, keep);
   keep_blocks(arena->head, &spare, &kept, keep);
+  arena->next = arena->limit = NULL;
   arena->head = NULL;
   arena->spare = spare;
   arena->next_size = ARENA_FIRST_BLOCK;

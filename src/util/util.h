@@ -47,13 +47,26 @@ void uow__big_free(void *p, size_t size, bool paged);
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
 typedef struct uow_arena {
+  unsigned char *next;    /* the free part of the newest block: next.. */
+  unsigned char *limit;   /* ..limit (both NULL without a block) */
   uow_arena_block *head;  /* blocks in use, newest first */
   uow_arena_block *spare; /* blocks kept by uow__arena_recycle, reused first */
   size_t next_size;
 } uow_arena;
 void uow__arena_init(uow_arena *arena);
-/* Not zeroed, 16-byte aligned: for memory the caller writes whole. */
-void *uow__arena_alloc_raw(uow_arena *arena, size_t size);
+/* uow__arena_alloc_raw when the newest block is full: allocates in a new one. */
+void *uow__arena_alloc_block(uow_arena *arena, size_t size);
+/* Not zeroed, 16-byte aligned: for memory the caller writes whole. Inline:
+ * a unit takes a piece for every object and string. */
+static inline void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
+  size_t need = (size + 15) & ~(size_t)15;
+  if (need >= size && (uintptr_t)arena->limit - (uintptr_t)arena->next >= need) {
+    void *p = arena->next;
+    arena->next += need;
+    return p;
+  }
+  return uow__arena_alloc_block(arena, size);
+}
 void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligned; NULL on ENOMEM */
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
@@ -123,44 +136,56 @@ uint64_t uow__hash_bytes(const void *data, size_t len, uint64_t seed);
 uint64_t uow__hash_u64(uint64_t x, uint64_t seed);
 
 /* ---- values and columns (value.c) ---- */
-/* Read the member of `object` described by `col` into a uow_value (no copy).
- * Inline: a flush reads every column of every row it writes or compares. */
-static inline uow_value uow__column_value(const uow_column *col, const void *object) {
+/* Read the member of `object` described by `col` into `*out` (no copy of its
+ * bytes). Inline: a flush reads every column of every row it writes or
+ * compares. Each case stores a whole value straight into `*out`: a value set
+ * field by field in a temporary and then copied is read back before its
+ * narrow stores have landed, which stalls the CPU on every column. So where
+ * a value goes to memory (an array, a write, a key passed by address), read
+ * it there with this rather than copying uow__column_value's result. */
+static inline void uow__column_read(const uow_column *col, const void *object, uow_value *out) {
   const char *member = (const char *)object + col->offset;
   bool nullable = col->flags & UOW_NULLABLE;
-  uow_value value;
-  memset(&value, 0, sizeof(value));
-  value.type = col->type;
   switch (col->type) {
-  case UOW_INT64:
-    memcpy(&value.v.i, member, sizeof(int64_t));
-    value.is_null = nullable && value.v.i == 0;
-    break;
-  case UOW_DOUBLE:
-    memcpy(&value.v.d, member, sizeof(double));
-    value.is_null = nullable && value.v.d == 0.0;
-    break;
-  case UOW_BOOL:
-    memcpy(&value.v.b, member, sizeof(bool));
-    value.is_null = nullable && !value.v.b;
-    break;
+  case UOW_INT64: {
+    int64_t i;
+    memcpy(&i, member, sizeof(i));
+    *out = (uow_value){.type = UOW_INT64, .is_null = nullable && i == 0, .v.i = i};
+    return;
+  }
+  case UOW_DOUBLE: {
+    double d;
+    memcpy(&d, member, sizeof(d));
+    *out = (uow_value){.type = UOW_DOUBLE, .is_null = nullable && d == 0.0, .v.d = d};
+    return;
+  }
+  case UOW_BOOL: {
+    bool b;
+    memcpy(&b, member, sizeof(b));
+    *out = (uow_value){.type = UOW_BOOL, .is_null = nullable && !b, .v.b = b};
+    return;
+  }
   case UOW_TEXT: {
     const char *s;
     memcpy(&s, member, sizeof(s));
-    value.is_null = s == NULL;
-    value.v.bytes.data = s;
-    value.v.bytes.size = s ? strlen(s) : 0;
-    break;
+    *out = (uow_value){.type = UOW_TEXT, .is_null = s == NULL, .v.bytes = {s, s ? strlen(s) : 0}};
+    return;
   }
   case UOW_BLOB: {
     uow_blob blob;
     memcpy(&blob, member, sizeof(blob));
-    value.is_null = blob.data == NULL;
-    value.v.bytes.data = blob.data;
-    value.v.bytes.size = blob.data ? blob.size : 0;
-    break;
+    *out = (uow_value){.type = UOW_BLOB,
+                       .is_null = blob.data == NULL,
+                       .v.bytes = {blob.data, blob.data ? blob.size : 0}};
+    return;
   }
   }
+  *out = (uow_value){.type = col->type};
+}
+/* The member as a value, for a caller that keeps it in registers. */
+static inline uow_value uow__column_value(const uow_column *col, const void *object) {
+  uow_value value;
+  uow__column_read(col, object, &value);
   return value;
 }
 /* True when two values are equal (type of `a` decides; NULLs equal each other). */
