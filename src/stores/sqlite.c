@@ -994,29 +994,26 @@ static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
   const int count = sqlite3_bind_parameter_count(stmt);
-  int at = 0;
-  for (size_t r = 0; r < rows; r++) {
-    /* An INSERT's parameters are its values in column order: bound where
-     * they are rather than copied first. */
-    bool insert = w[r].kind == UOW_WRITE_INSERT;
-    size_t n =
-        insert ? (size_t)__builtin_popcountll(w[r].columns) : uow__sql_write_params(&w[r], params);
-    if ((size_t)count < (size_t)at + n)
-      break;
-    for (size_t i = 0, bound = 0; bound < n; i++) {
-      if (insert && !(w[r].columns & (UINT64_C(1) << i)))
-        continue;
-      int src = bind_value(stmt, ++at, insert ? &w[r].values[i] : &params[bound]);
-      bound++;
-      if (src != SQLITE_OK)
-        return sqlite_failure(conn, src, NULL, st);
+  int given = 0; /* values met so far; those past `count` are not bound */
+  int src = SQLITE_OK;
+  for (size_t r = 0; r < rows && given <= count && src == SQLITE_OK; r++) {
+    if (w[r].kind == UOW_WRITE_INSERT) {
+      /* An INSERT's parameters are its values in column order: bound where
+       * they are rather than copied first. */
+      for (uint64_t m = w[r].columns; m && ++given <= count && src == SQLITE_OK; m &= m - 1)
+        src = bind_value(stmt, given, &w[r].values[__builtin_ctzll(m)]);
+    } else {
+      size_t n = uow__sql_write_params(&w[r], params);
+      for (size_t i = 0; i < n && ++given <= count && src == SQLITE_OK; i++)
+        src = bind_value(stmt, given, &params[i]);
     }
   }
-  if (at != count)
+  if (src != SQLITE_OK)
+    return sqlite_failure(conn, src, NULL, st);
+  if (given != count)
     return uow_status_set(st, UOW_EINVAL,
-                          "the statement for \"%s\" has %d parameters but %d "
-                          "were given",
-                          w->entity->table, count, at);
+                          "the statement for \"%s\" has %d parameters but the writes have %s",
+                          w->entity->table, count, given > count ? "more" : "fewer");
   return UOW_OK;
 }
 
