@@ -37,6 +37,7 @@ typedef struct flush {
   size_t deletes;    /* the index in ops of the first delete */
   uow_vec updating;  /* uow_record *, while planning: the updates, then put in ops */
   uow_vec deleting;  /* uow_record *, while planning: the deletes, then put in ops */
+  uow_vec intending; /* uow_record *, the commit's: records of stores that take intents */
   uint64_t writers;  /* bit i: the operations write to the store of index i */
   uow_store *store;  /* the store of the pending batch and of the slice ahead */
   slice batch;       /* the pending batch, not sent yet */
@@ -84,13 +85,17 @@ static int64_t snapshot_version(const uow_record *rec) {
 /* An operation is its record; where it stands in f->ops says its kind (a
  * pointer per operation keeps a big flush's list small). Planning puts each
  * in `list` (f->ops for inserts) and notes the store it writes to. */
-static int push_op(flush *f, uow_vec *list, uow_record *rec) {
-  uow_record **op = uow__vec_push(list, sizeof(*op));
-  if (!op)
+static int push_record(flush *f, uow_vec *list, uow_record *rec) {
+  uow_record **at = uow__vec_push(list, sizeof(*at));
+  if (!at)
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
-  *op = rec;
-  f->writers |= UINT64_C(1) << rec->map->store->index;
+  *at = rec;
   return UOW_OK;
+}
+
+static int push_op(flush *f, uow_vec *list, uow_record *rec) {
+  f->writers |= UINT64_C(1) << rec->map->store->index;
+  return push_record(f, list, rec);
 }
 
 static uow_write_kind op_kind(const flush *f, size_t i) {
@@ -227,7 +232,8 @@ static bool may_update(const uow_record *rec) {
 
 /* One pass over the records (each visit of a big unit's records costs a
  * cache miss per record): inserts go to f->ops as planned, updates and
- * deletes follow them, each sorted. */
+ * deletes follow them, each sorted; the commit's flush also sets aside the
+ * records that may become intents. */
 static int plan(flush *f) {
   uow_unit *unit = f->unit;
   f->mark = unit->visit_serial += 3;
@@ -238,9 +244,11 @@ static int plan(flush *f) {
    * now was left to the flush. A send plans nothing else. */
   for (size_t i = f->send ? unit->send_from : 0; i < n && !rc; i++) {
     uow_record *rec = recs[i];
-    if (rec->state == UOW_REC_NEW)
+    if (is_intent(rec))
+      rc = f->final ? push_record(f, &f->intending, rec) : UOW_OK;
+    else if (rec->state == UOW_REC_NEW)
       rc = plan_insert(f, rec);
-    else if (f->send || is_intent(rec))
+    else if (f->send)
       continue;
     else if (rec->state == UOW_REC_CLEAN && rec->snapshot && may_update(rec))
       rc = push_op(f, &f->updating, rec);
@@ -629,11 +637,10 @@ static int add_intents(flush *f, uow_store *store, int64_t now) {
   uow_buf payload;
   uow__buf_init(&payload);
   int rc = UOW_OK;
-  for (size_t i = 0; i < unit->records.len && !rc; i++) {
-    uow_record *rec = UOW_VEC_AT(&unit->records, uow_record *, i);
+  for (size_t i = 0; i < f->intending.len && !rc; i++) {
+    uow_record *rec = UOW_VEC_AT(&f->intending, uow_record *, i);
     bool del = rec->state == UOW_REC_DELETED;
-    if (!is_intent(rec) || rec->state == UOW_REC_GONE ||
-        (rec->state == UOW_REC_CLEAN && !uow__record_changes(rec)))
+    if (rec->state == UOW_REC_GONE || (rec->state == UOW_REC_CLEAN && !uow__record_changes(rec)))
       continue;
     if (!store)
       return uow__unit_fail(unit, UOW_EINVAL,
@@ -852,6 +859,7 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
   uow__vec_free(&f.ops);
   uow__vec_free(&f.updating);
   uow__vec_free(&f.deleting);
+  uow__vec_free(&f.intending);
   slice_free(&f.batch);
   slice_free(&f.ahead);
   uow__arena_free(&f.scratch);
