@@ -176,6 +176,10 @@ static void arena_refuses_sizes_that_would_wrap_around(void **state) {
   assert_null(uow__arena_alloc(&arena, SIZE_MAX));
   assert_null(uow__arena_alloc(&arena, SIZE_MAX - 8));
   assert_non_null(uow__arena_alloc(&arena, 16)); /* still usable */
+  /* With room left in a block, the inline path refuses them too. */
+  assert_null(uow__arena_alloc(&arena, SIZE_MAX));
+  assert_null(uow__arena_alloc_raw(&arena, SIZE_MAX - 8));
+  assert_non_null(uow__arena_alloc(&arena, 16));
   uow__arena_free(&arena);
 }
 
