@@ -131,6 +131,7 @@ struct uow_store_conn {
   uow_vec items;   /* pg_item of the running batch */
   uow_vec ahead;   /* pg_item of the batch pg_write_ahead left in flight */
   bool listening;  /* LISTEN uow_outbox was sent (a relay's own connection) */
+  bool answered;   /* the server answered a batch since the last pg_healthy */
   /* Whether a relay listens on this database, as last seen (see pg_write). */
   bool relay_listens;
   int64_t relay_checked_ms; /* when it was last asked; 0: never */
@@ -762,6 +763,7 @@ static void batch_read(pg_batch *b, const uow_vec *items) {
     ExecStatusType status = PQresultStatus(res);
     if (status == PGRES_PIPELINE_SYNC) {
       PQclear(res);
+      c->answered = true;
       return;
     }
     if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
@@ -1693,11 +1695,18 @@ static void pg_disconnect(uow_store_conn *c) {
 }
 
 /* An idle session has nothing to say: anything readable is the server
- * closing it (a termination notice or end of file). */
+ * closing it (a termination notice or end of file). The pool asks when a
+ * unit gives the session back and when the next one takes it: right after
+ * an answer (the first) the server is known to be there, and the poll, a
+ * system call, is left to the second, which follows the idle time. */
 static bool pg_healthy(uow_store_conn *c) {
   if (!c || !conn_usable(c) || PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF ||
       PQtransactionStatus(c->pg) != PQTRANS_IDLE)
     return false;
+  if (c->answered) {
+    c->answered = false;
+    return true;
+  }
   struct pollfd pfd = {PQsocket(c->pg), POLLIN, 0};
   return pfd.fd >= 0 && poll(&pfd, 1, 0) == 0;
 }
