@@ -183,6 +183,24 @@ static void arena_refuses_sizes_that_would_wrap_around(void **state) {
   uow__arena_free(&arena);
 }
 
+static void arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece(void **state) {
+  (void)state;
+  use_counting_allocator();
+  uow_arena arena;
+  uow__arena_init(&arena);
+  void *first = uow__arena_alloc_raw(&arena, 0); /* no block yet */
+  assert_non_null(first);
+  size_t blocks = calls;
+  void *second = uow__arena_alloc_raw(&arena, 0);
+  assert_non_null(second);
+  assert_ptr_not_equal(first, second);
+  for (int i = 0; i < 100; i++)
+    assert_non_null(uow__arena_dup(&arena, NULL, 0));
+  assert_int_equal(calls, blocks); /* all in the first block */
+  uow__arena_free(&arena);
+  assert_int_equal(live_bytes, 0);
+}
+
 /* ---- the hash map ---- */
 
 enum { ENTRIES = 100000 };
@@ -270,6 +288,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(arena_recycle_reuses_kept_blocks_and_frees_the_rest,
                                 restore_allocator),
       cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
+      cmocka_unit_test_teardown(
+          arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece, restore_allocator),
       cmocka_unit_test(map_finds_every_entry_of_a_big_table),
       cmocka_unit_test(hash_of_bytes_spreads_similar_keys_and_tells_lengths_apart),
       cmocka_unit_test_teardown(map_takes_every_table_from_the_application_allocator,

@@ -50,6 +50,8 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
 }
 
 void *uow__arena_alloc_block(uow_arena *arena, size_t size) {
+  if (size == 0) /* a piece all the same, as callers tell NULL from memory */
+    return uow__arena_alloc_raw(arena, 1);
   size_t need = (size + 15) & ~(size_t)15;
   if (need < size || need > SIZE_MAX - sizeof(uow_arena_block))
     return NULL; /* the block's size would wrap around */

@@ -60,7 +60,7 @@ void *uow__arena_alloc_block(uow_arena *arena, size_t size);
  * a unit takes a piece for every object and string. */
 static inline void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
   size_t need = (size + 15) & ~(size_t)15;
-  if (need >= size && (uintptr_t)arena->limit - (uintptr_t)arena->next >= need) {
+  if (need >= size && need && (uintptr_t)arena->limit - (uintptr_t)arena->next >= need) {
     void *p = arena->next;
     arena->next += need;
     return p;
