@@ -1437,6 +1437,54 @@ static void new_users(uow_unit *unit, int rows, const char *name, int64_t first_
   }
 }
 
+/* ---- memory kept between units ---- */
+
+static size_t allocator_calls;
+static void *counting_malloc(size_t n) {
+  allocator_calls++;
+  return malloc(n);
+}
+static void *counting_realloc(void *p, size_t n) {
+  allocator_calls++;
+  return realloc(p, n);
+}
+static void counting_free(void *p) {
+  allocator_calls += p != NULL;
+  free(p);
+}
+
+/* A unit of a few new users and an event, committed; the allocator calls
+ * its commit made. */
+static size_t commit_calls(test_world *w, const char *name, int64_t first_id) {
+  uow_unit *unit = begin(w->env);
+  new_users(unit, 3, name, first_id, -1, NULL, 0);
+  UOK(unit, uow_emit(unit, "user.added", name, name, strlen(name)));
+  size_t before = allocator_calls;
+  UOK(unit, uow_commit(unit));
+  size_t calls = allocator_calls - before;
+  uow_end(unit);
+  return calls;
+}
+
+/* The flush's lists and scratch memory, the arena and the event list are
+ * the unit's to keep: once a first unit has made them, a unit like it
+ * commits without asking the allocator for anything. */
+static void commit_of_a_unit_like_the_last_asks_the_allocator_for_nothing(void **state) {
+  test_world *w = *state;
+  allocator_calls = 0;
+  assert_int_equal(uow_set_allocator(counting_malloc, counting_realloc, counting_free), UOW_OK);
+  size_t first = commit_calls(w, "First", 1);
+  size_t second = commit_calls(w, "Second", 4);
+  size_t third = commit_calls(w, "Third", 7);
+  assert_int_equal(uow_set_allocator(NULL, NULL, NULL), UOW_OK);
+  print_message("allocator calls of the commits: %zu, %zu, %zu\n", first, second, third);
+  assert_true(first > 0);
+  assert_int_equal(second, 0);
+  assert_int_equal(third, 0);
+  assert_int_equal(test_count(w->env, "users", "name = 'Third'"), 3);
+  assert_int_equal(test_count(w->env, "uow_outbox", "event_key = 'Third'"), 1);
+}
+
 /* Roll back a unit whose flush failed, end it, and find no user named `name`. */
 static void roll_back_and_find_none(test_world *w, uow_unit *unit, const char *name) {
   char cond[64];
@@ -2755,6 +2803,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(flush_in_slices_is_all_or_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(constraint_failing_in_an_early_slice_fails_the_flush_and_writes_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(flush_failing_between_slices_writes_nothing_and_the_next_unit_works, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(commit_of_a_unit_like_the_last_asks_the_allocator_for_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(children_get_the_keys_of_parents_generated_in_an_earlier_slice, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_twice_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_commit_is_misuse, test_setup, test_teardown),

@@ -198,6 +198,17 @@ typedef enum uow_unit_state {
   UOW_UNIT_ENDED
 } uow_unit_state;
 
+/* What a flush allocates, kept by the unit for its next flush and for the
+ * next unit begun on its environment (flush.c), so that a small flush asks
+ * the allocator for nothing. */
+typedef struct uow_flush_memory {
+  uow_vec ops, updating, deleting, intending; /* uow_record * */
+  uow_vec writes, owners, replaced;           /* the pending batch's */
+  uow_arena scratch;
+} uow_flush_memory;
+void uow__flush_memory_init(uow_flush_memory *m);
+void uow__flush_memory_free(uow_flush_memory *m);
+
 struct uow_unit {
   uint32_t magic;
   uow_unit_state state;
@@ -226,8 +237,9 @@ struct uow_unit {
    * at its next call (uow__unit_settle, or the next flush's first write). */
   uow_vec sent; /* uow_write */
   size_t sent_store;
-  size_t send_from;            /* records before this index were planned by a uow_send */
-  const uow_mapping *last_map; /* the mapping mapping() found last (the env's, stable) */
+  size_t send_from;              /* records before this index were planned by a uow_send */
+  const uow_mapping *last_map;   /* the mapping mapping() found last (the env's, stable) */
+  uow_flush_memory flush_memory; /* empty between flushes */
   char errmsg[1024];
 };
 

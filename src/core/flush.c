@@ -830,6 +830,59 @@ static int send_end(flush *f) {
   return UOW_OK;
 }
 
+/* ---- memory ---- */
+
+/* Bytes of a list, and of scratch blocks, worth keeping for the next flush. */
+#define FLUSH_KEEP_BYTES (UOW_UNIT_KEEP_BYTES / 16)
+
+void uow__flush_memory_init(uow_flush_memory *m) {
+  memset(m, 0, sizeof(*m));
+  uow__arena_init(&m->scratch);
+}
+
+void uow__flush_memory_free(uow_flush_memory *m) {
+  uow_vec *lists[] = {&m->ops,    &m->updating, &m->deleting, &m->intending,
+                      &m->writes, &m->owners,   &m->replaced};
+  for (size_t i = 0; i < sizeof(lists) / sizeof(*lists); i++)
+    uow__vec_free(lists[i]);
+  uow__arena_free(&m->scratch);
+}
+
+/* A flush works in the lists and scratch memory the unit kept... */
+static void memory_take(flush *f) {
+  uow_flush_memory *m = &f->unit->flush_memory;
+  f->ops = m->ops;
+  f->updating = m->updating;
+  f->deleting = m->deleting;
+  f->intending = m->intending;
+  f->batch = (slice){m->writes, m->owners, m->replaced};
+  f->scratch = m->scratch;
+  uow__flush_memory_init(m);
+}
+
+static uow_vec kept(uow_vec *list, size_t size) {
+  if (list->cap * size > FLUSH_KEEP_BYTES)
+    uow__vec_free(list);
+  list->len = 0;
+  return *list;
+}
+
+/* ...and gives them back empty, but for what grew too big to keep. The
+ * batch's lists may be those the slice ahead had (send_batch swaps them):
+ * they hold the same items. */
+static void memory_keep(flush *f) {
+  uow_flush_memory *m = &f->unit->flush_memory;
+  m->ops = kept(&f->ops, sizeof(uow_record *));
+  m->updating = kept(&f->updating, sizeof(uow_record *));
+  m->deleting = kept(&f->deleting, sizeof(uow_record *));
+  m->intending = kept(&f->intending, sizeof(uow_record *));
+  m->writes = kept(&f->batch.writes, sizeof(uow_write));
+  m->owners = kept(&f->batch.owners, sizeof(uow_record *));
+  m->replaced = kept(&f->batch.replaced, sizeof(uow_record *));
+  uow__arena_recycle(&f->scratch, FLUSH_KEEP_BYTES);
+  m->scratch = f->scratch;
+}
+
 /* ---- entry points ---- */
 
 static int flush_run(uow_unit *unit, bool commit, bool send) {
@@ -838,7 +891,7 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
   f.unit = unit;
   f.final = commit;
   f.send = send;
-  uow__arena_init(&f.scratch);
+  memory_take(&f);
   adopt_sent(&f);
   uow_store *decider = NULL;
   int rc = plan(&f);
@@ -856,13 +909,8 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
     settle(&f);
   else if (send)
     unit->send_from = unit->records.len;
-  uow__vec_free(&f.ops);
-  uow__vec_free(&f.updating);
-  uow__vec_free(&f.deleting);
-  uow__vec_free(&f.intending);
-  slice_free(&f.batch);
+  memory_keep(&f);
   slice_free(&f.ahead);
-  uow__arena_free(&f.scratch);
   return rc;
 }
 

@@ -110,20 +110,27 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   uow_arena arena;
   uow_vec records = {0};
   uow_map identity = {0};
+  uow_vec events = {0};
+  uow_flush_memory flush_memory;
   if (unit) {
     arena = unit->arena;
     records = unit->records;
     identity = unit->identity;
+    events = unit->events;
+    flush_memory = unit->flush_memory;
   } else {
     if (!(unit = uow__malloc(sizeof(*unit))))
       return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
     uow__arena_init(&arena);
+    uow__flush_memory_init(&flush_memory);
   }
   memset(unit, 0, sizeof(*unit));
   unit->env = env;
   unit->arena = arena;
   unit->records = records;
   unit->identity = identity;
+  unit->events = events;
+  unit->flush_memory = flush_memory;
   unit->nstores = env->stores.len;
   unit->stores = uow__arena_alloc(&unit->arena, unit->nstores * sizeof(*unit->stores));
   if (!unit->stores) {
@@ -169,19 +176,15 @@ static void release_connections(uow_unit *unit) {
   }
 }
 
+/* An event's bytes are in the unit's arena: dropping it forgets them. */
 static void drop_events_and_hooks(uow_unit *unit, size_t events, size_t hooks) {
-  for (size_t i = events; i < unit->events.len; i++) {
-    uow_event *ev = &UOW_VEC_AT(&unit->events, uow_event, i);
-    uow__free(ev->topic);
-    uow__free(ev->key);
-    uow__free(ev->payload);
-  }
   unit->events.len = events;
   unit->hooks.len = hooks;
 }
 
-/* Empty the record list, the identity map and the arena for the next unit,
- * keeping what fits in UOW_UNIT_KEEP_BYTES. */
+/* Empty the record list, the identity map, the event list and the arena for
+ * the next unit, keeping what fits in UOW_UNIT_KEEP_BYTES (the flush's
+ * memory was trimmed by the flush). */
 static void keep_memory(uow_unit *unit) {
   const size_t keep_list = UOW_UNIT_KEEP_BYTES / 16;
   uow_vec *records = &unit->records;
@@ -205,12 +208,17 @@ static void keep_memory(uow_unit *unit) {
   if (records->cap * sizeof(uow_record *) > keep_list)
     uow__vec_free(records);
   records->len = 0;
+  if (unit->events.cap * sizeof(uow_event) > keep_list)
+    uow__vec_free(&unit->events);
+  unit->events.len = 0;
   uow__arena_recycle(&unit->arena, UOW_UNIT_KEEP_BYTES);
 }
 
 void uow__unit_memory_free(uow_unit *unit) {
   uow__vec_free(&unit->records);
   uow__map_free(&unit->identity);
+  uow__vec_free(&unit->events);
+  uow__flush_memory_free(&unit->flush_memory);
   uow__arena_free(&unit->arena);
 }
 
@@ -221,7 +229,6 @@ void uow_end(uow_unit *unit) {
     rollback_stores(unit);
   release_connections(unit);
   drop_events_and_hooks(unit, 0, 0);
-  uow__vec_free(&unit->events);
   uow__vec_free(&unit->hooks);
   uow__vec_free(&unit->savepoints);
   uow__vec_free(&unit->undo);
@@ -700,19 +707,17 @@ int uow_emit(uow_unit *unit, const char *topic, const char *key, const void *pay
     return uow__unit_error(unit, UOW_EINVAL,
                            "emit %s: a payload of %zu bytes is over 2 GiB (a negative count?)",
                            topic, len);
-  uow_event ev = {uow__strdup(topic), key ? uow__strdup(key) : NULL, uow__malloc(len ? len : 1),
-                  len};
+  /* In the unit's memory, as its objects are: an event dropped by a
+   * rollback to a savepoint keeps its bytes until the unit ends. */
+  uow_arena *arena = &unit->arena;
+  uow_event ev = {uow__arena_strndup(arena, topic, strlen(topic)),
+                  key ? uow__arena_strndup(arena, key, strlen(key)) : NULL,
+                  uow__arena_dup(arena, payload, len), len};
   uow_event *slot = NULL;
   if (ev.topic && (!key || ev.key) && ev.payload)
     slot = uow__vec_push(&unit->events, sizeof(*slot));
-  if (!slot) {
-    uow__free(ev.topic);
-    uow__free(ev.key);
-    uow__free(ev.payload);
+  if (!slot)
     return uow__unit_error(unit, UOW_ENOMEM, "emit %s: out of memory", topic);
-  }
-  if (len)
-    memcpy(ev.payload, payload, len);
   *slot = ev;
   return UOW_OK;
 }
