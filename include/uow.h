@@ -661,6 +661,8 @@ UOW_API int uow_exec_ex(uow_unit *unit, const char *store, const char *sql, cons
 /**
  * Record an event. It is written to the outbox in the unit's own transaction
  * at commit, and exists only if the unit commits (a rolled-back savepoint drops it).
+ * The topic, key and payload are copied into the unit's memory, which
+ * uow_end() frees (a dropped event's copies too).
  * @param topic    e.g. "enrollment.created"; copied.
  * @param key      events with the same key are delivered in commit order; may be NULL; copied.
  * @param payload  `len` bytes, copied.
