@@ -1437,6 +1437,44 @@ static void new_users(uow_unit *unit, int rows, const char *name, int64_t first_
   }
 }
 
+/* ---- unit ids ---- */
+
+/* The unit id in the outbox row of the event with key `key`, checked for its
+ * shape: the environment's nonce in 16 lowercase hex digits, '-', the unit's
+ * number in decimal. Returns the number. */
+static unsigned long long outbox_unit_number(test_world *w, const char *key, char *nonce) {
+  char sql[128], id[64];
+  snprintf(sql, sizeof(sql), "SELECT unit_id FROM uow_outbox WHERE event_key = '%s'", key);
+  assert_true(test_text(w->env, sql, id, sizeof(id)));
+  size_t len = strlen(id);
+  assert_true(len >= 18 && id[16] == '-');
+  for (size_t i = 0; i < 16; i++)
+    assert_non_null(strchr("0123456789abcdef", id[i]));
+  for (size_t i = 17; i < len; i++)
+    assert_true(id[i] >= '0' && id[i] <= '9');
+  assert_true(id[17] != '0' || len == 18);
+  memcpy(nonce, id, 16);
+  nonce[16] = '\0';
+  return strtoull(id + 17, NULL, 10);
+}
+
+static void unit_ids_are_the_nonce_in_hex_and_the_units_number(void **state) {
+  test_world *w = *state;
+  const char *keys[] = {"first", "second"};
+  for (int i = 0; i < 2; i++) {
+    uow_unit *unit = begin(w->env);
+    UOK(unit, uow_emit(unit, "id.test", keys[i], "x", 1));
+    UOK(unit, uow_commit(unit));
+    uow_end(unit);
+  }
+  char nonce1[17], nonce2[17];
+  unsigned long long first = outbox_unit_number(w, "first", nonce1);
+  unsigned long long second = outbox_unit_number(w, "second", nonce2);
+  assert_string_equal(nonce1, nonce2);
+  assert_true(first >= 1);
+  assert_int_equal(second, first + 1);
+}
+
 /* ---- memory kept between units ---- */
 
 static size_t allocator_calls;
@@ -2804,6 +2842,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(constraint_failing_in_an_early_slice_fails_the_flush_and_writes_nothing, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(flush_failing_between_slices_writes_nothing_and_the_next_unit_works, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_of_a_unit_like_the_last_asks_the_allocator_for_nothing, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(unit_ids_are_the_nonce_in_hex_and_the_units_number, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(children_get_the_keys_of_parents_generated_in_an_earlier_slice, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(commit_twice_is_misuse, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(use_after_commit_is_misuse, test_setup, test_teardown),
