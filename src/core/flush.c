@@ -916,4 +916,15 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
 
 int uow__flush(uow_unit *unit, bool commit) { return flush_run(unit, commit, false); }
 
-int uow__send(uow_unit *unit) { return flush_run(unit, false, true); }
+int uow__send(uow_unit *unit) {
+  /* Only stores that write ahead take part: without one, no record is sent,
+   * and planning would only mark them all as left to the flush. */
+  bool any = false;
+  for (size_t i = 0; i < unit->nstores && !any; i++)
+    any = writes_ahead(unit->stores[i].store);
+  if (!any) {
+    unit->send_from = unit->records.len;
+    return UOW_OK;
+  }
+  return flush_run(unit, false, true);
+}
