@@ -54,8 +54,9 @@ const char *uow_errmsg(const uow_unit *unit) { return unit ? unit->errmsg : "no 
 
 uow_env *uow_unit_env(const uow_unit *unit) { return unit ? unit->env : NULL; }
 
-/* Whether the unit accepts work; sets the message when it does not. */
-static int usable(uow_unit *unit, const char *verb) {
+/* Why a unit that is not active refuses `verb` (see usable): sets the
+ * message where there is a unit to hold it. */
+static int refused(uow_unit *unit, const char *verb) {
   if (!unit)
     return UOW_EINVAL;
   if (unit->magic != UOW_UNIT_MAGIC)
@@ -75,6 +76,14 @@ static int usable(uow_unit *unit, const char *verb) {
     return uow__unit_error(unit, UOW_EMISUSE, "%s: the unit has ended", verb);
   }
   return UOW_EMISUSE;
+}
+
+/* Whether the unit accepts work (0), else why not. Inline: uow_new and
+ * uow_strdup ask it for every object and string. */
+static inline int usable(uow_unit *unit, const char *verb) {
+  if (unit && unit->magic == UOW_UNIT_MAGIC && unit->state == UOW_UNIT_ACTIVE)
+    return UOW_OK;
+  return refused(unit, verb);
 }
 
 /* ---- begin and end ---- */
