@@ -245,11 +245,12 @@ struct uow_unit {
 
 #define UOW_UNIT_MAGIC 0x756f7775u
 /* Bytes of arena a finished unit keeps for the next unit begun on its
- * environment (its record list and identity map keep up to a sixteenth of
- * that each): a service running the same units again and again then reuses
- * warm pages instead of faulting in fresh ones (a 20,000-row load spent a
- * fifth of its CPU time on page faults). */
+ * environment (its lists, its identity map and its flushes' scratch memory
+ * keep up to UOW_UNIT_KEEP_LIST each): a service running the same units again
+ * and again then reuses warm pages instead of faulting in fresh ones (a
+ * 20,000-row load spent a fifth of its CPU time on page faults). */
 #define UOW_UNIT_KEEP_BYTES ((size_t)8 << 20)
+#define UOW_UNIT_KEEP_LIST (UOW_UNIT_KEEP_BYTES / 16)
 /* Free what a unit on the free list kept (uow_env_close). */
 void uow__unit_memory_free(uow_unit *unit);
 

@@ -832,9 +832,6 @@ static int send_end(flush *f) {
 
 /* ---- memory ---- */
 
-/* Bytes of a list, and of scratch blocks, worth keeping for the next flush. */
-#define FLUSH_KEEP_BYTES (UOW_UNIT_KEEP_BYTES / 16)
-
 void uow__flush_memory_init(uow_flush_memory *m) {
   memset(m, 0, sizeof(*m));
   uow__arena_init(&m->scratch);
@@ -861,9 +858,7 @@ static void memory_take(flush *f) {
 }
 
 static uow_vec kept(uow_vec *list, size_t size) {
-  if (list->cap * size > FLUSH_KEEP_BYTES)
-    uow__vec_free(list);
-  list->len = 0;
+  uow__vec_keep(list, size, UOW_UNIT_KEEP_LIST);
   return *list;
 }
 
@@ -879,7 +874,7 @@ static void memory_keep(flush *f) {
   m->writes = kept(&f->batch.writes, sizeof(uow_write));
   m->owners = kept(&f->batch.owners, sizeof(uow_record *));
   m->replaced = kept(&f->batch.replaced, sizeof(uow_record *));
-  uow__arena_recycle(&f->scratch, FLUSH_KEEP_BYTES);
+  uow__arena_recycle(&f->scratch, UOW_UNIT_KEEP_LIST);
   m->scratch = f->scratch;
 }
 

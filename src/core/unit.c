@@ -212,10 +212,9 @@ static void drop_events_and_hooks(uow_unit *unit, size_t events, size_t hooks) {
  * the next unit, keeping what fits in UOW_UNIT_KEEP_BYTES (the flush's
  * memory was trimmed by the flush). */
 static void keep_memory(uow_unit *unit) {
-  const size_t keep_list = UOW_UNIT_KEEP_BYTES / 16;
   uow_vec *records = &unit->records;
   uow_map *identity = &unit->identity;
-  if (identity->cap * sizeof(uow_map_entry) > keep_list) {
+  if (identity->cap * sizeof(uow_map_entry) > UOW_UNIT_KEEP_LIST) {
     uow__map_free(identity);
   } else if (!identity->len) {
     /* nothing to clear (and maybe no table yet) */
@@ -231,12 +230,8 @@ static void keep_memory(uow_unit *unit) {
       identity->len = 0;
     }
   }
-  if (records->cap * sizeof(uow_record *) > keep_list)
-    uow__vec_free(records);
-  records->len = 0;
-  if (unit->events.cap * sizeof(uow_event) > keep_list)
-    uow__vec_free(&unit->events);
-  unit->events.len = 0;
+  uow__vec_keep(records, sizeof(uow_record *), UOW_UNIT_KEEP_LIST);
+  uow__vec_keep(&unit->events, sizeof(uow_event), UOW_UNIT_KEEP_LIST);
   uow__arena_recycle(&unit->arena, UOW_UNIT_KEEP_BYTES);
 }
 

@@ -100,3 +100,9 @@ void uow__vec_free(uow_vec *vec) {
   vec->items = NULL;
   vec->len = vec->cap = 0;
 }
+
+void uow__vec_keep(uow_vec *vec, size_t size, size_t limit) {
+  if (vec->cap * size > limit)
+    uow__vec_free(vec);
+  vec->len = 0;
+}

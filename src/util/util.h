@@ -111,6 +111,9 @@ static inline void *uow__vec_push(uow_vec *vec, size_t size) {
  * there); 0 or UOW_ENOMEM, the vector unchanged. */
 int uow__vec_reserve(uow_vec *vec, size_t n, size_t size);
 void uow__vec_free(uow_vec *vec);
+/* Empty the vector for reuse, freeing its items when they take more than
+ * `limit` bytes. */
+void uow__vec_keep(uow_vec *vec, size_t size, size_t limit);
 #define UOW_VEC_AT(vec, type, i) (((type *)(vec)->items)[i])
 
 /* ---- hash map (map.c): keys are (tag pointer, 64-bit hash, opaque key) ---- */
