@@ -253,7 +253,16 @@ UOW_API int uow_env_open(const uow_env_options *opts, uow_env **out);
 
 /**
  * Close an environment: closes every pooled connection and frees everything.
- * Every unit begun on it must have ended. Accepts NULL.
+ * Accepts NULL.
+ *
+ * Units still open keep it open: they go on as usual (read, flush, commit,
+ * roll back), and the last of them to end closes it in its uow_end(). Until
+ * then uow_begin() on it fails with UOW_EMISUSE ("the environment is
+ * closing"); once they have ended, `env` is freed. A unit never ended keeps
+ * it open for good.
+ * Threads: any thread. No other call on `env` may run at the same time or
+ * come after it (but for the units it leaves open, and a uow_begin() that
+ * they keep refused).
  */
 UOW_API void uow_env_close(uow_env *env);
 
@@ -426,7 +435,8 @@ typedef struct uow_begin_options {
  * each store.
  * @param out  receives the unit; end it with uow_end().
  * @return 0; UOW_EINVAL (NULL env or out, no store added, bad options: version
- *         or isolation level); UOW_ENOMEM (message on the env).
+ *         or isolation level); UOW_ENOMEM; UOW_EMISUSE (uow_env_close() was
+ *         called and units keep the environment open). The message is on the env.
  * Threads: any thread; the unit then belongs to one thread at a time.
  */
 UOW_API int uow_begin(uow_env *env, uow_unit **out);

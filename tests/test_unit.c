@@ -2269,6 +2269,90 @@ static void concurrent_writer_gets_conflict_not_a_hang(void **state) {
   assert_int_equal(COUNT(w->env, "profiles", "id = %lld AND score = 2", (long long)id), 1);
 }
 
+/* ---- closing an environment with units open ---- */
+
+/* uow_env_close with a unit open leaves the environment to that unit: it
+ * still commits, uow_begin is refused meanwhile, and uow_end closes and
+ * frees it (the sanitizer and valgrind builds see a leak or a use after free). */
+static void closing_an_env_with_a_unit_open_leaves_it_to_the_unit(void **state) {
+  test_world *w = *state;
+  uow_env *env = NULL;
+  assert_int_equal(test_env_open_second(NULL, &env), UOW_OK);
+  uow_unit *unit = begin(env);
+  new_user(unit, "late@example.com", "Late", 1.0);
+  uow_env_close(env);
+  uow_unit *refused = NULL;
+  assert_int_equal(uow_begin(env, &refused), UOW_EMISUSE);
+  assert_null(refused);
+  assert_contains(uow_env_errmsg(env), "closing");
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+  assert_int_equal(test_count(w->env, "users", "name = 'Late'"), 1);
+}
+
+typedef struct closing_job {
+  uow_env *env;
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  bool begun;  /* the thread's unit is open */
+  bool closed; /* the main thread called uow_env_close */
+  int rc;      /* the commit's result */
+} closing_job;
+
+static void closing_job_set(closing_job *job, bool *flag) {
+  pthread_mutex_lock(&job->lock);
+  *flag = true;
+  pthread_cond_broadcast(&job->changed);
+  pthread_mutex_unlock(&job->lock);
+}
+
+static void closing_job_wait(closing_job *job, const bool *flag) {
+  pthread_mutex_lock(&job->lock);
+  while (!*flag)
+    pthread_cond_wait(&job->changed, &job->lock);
+  pthread_mutex_unlock(&job->lock);
+}
+
+/* Begins a unit, waits for the environment to be closed, then commits and ends it. */
+static void *closing_thread(void *arg) {
+  closing_job *job = arg;
+  uow_unit *unit = NULL;
+  job->rc = uow_begin(job->env, &unit);
+  user *u = NULL;
+  if (!job->rc)
+    job->rc = uow_new(unit, &user_entity, (void **)&u);
+  if (!job->rc) {
+    u->email = uow_strdup(unit, "threaded@example.com");
+    u->name = uow_strdup(unit, "Threaded");
+  }
+  closing_job_set(job, &job->begun);
+  closing_job_wait(job, &job->closed);
+  if (!job->rc)
+    job->rc = uow_commit(unit);
+  uow_end(unit);
+  return NULL;
+}
+
+/* The unit that ends last closes the environment, on its own thread. */
+static void unit_on_another_thread_closes_the_env_when_it_ends(void **state) {
+  test_world *w = *state;
+  closing_job job;
+  memset(&job, 0, sizeof(job));
+  pthread_mutex_init(&job.lock, NULL);
+  pthread_cond_init(&job.changed, NULL);
+  assert_int_equal(test_env_open_second(NULL, &job.env), UOW_OK);
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, closing_thread, &job), 0);
+  closing_job_wait(&job, &job.begun);
+  uow_env_close(job.env);
+  closing_job_set(&job, &job.closed);
+  assert_int_equal(pthread_join(thread, NULL), 0);
+  pthread_cond_destroy(&job.changed);
+  pthread_mutex_destroy(&job.lock);
+  assert_int_equal(job.rc, UOW_OK);
+  assert_int_equal(test_count(w->env, "users", "name = 'Threaded'"), 1);
+}
+
 static void for_update_read_takes_the_write_lock_up_front(void **state) {
   test_world *w = *state;
   char cond[256];
@@ -2859,6 +2943,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(writes_to_two_stores_are_refused_before_anything_is_written, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(threads_share_one_env, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(concurrent_writer_gets_conflict_not_a_hang, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(closing_an_env_with_a_unit_open_leaves_it_to_the_unit, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(unit_on_another_thread_closes_the_env_when_it_ends, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(for_update_read_takes_the_write_lock_up_front, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(flush_updates_in_key_order_and_deletes_children_first,
                                       test_setup, test_teardown),

@@ -62,14 +62,20 @@ struct uow_env {
    * lost): settled at the next uow_begin, like uow_recover() would. */
   uow_vec doubts; /* char *gid; guarded by lock */
   size_t ndoubts; /* doubts.len, read without the lock */
-  /* Units begun and not ended (atomic): while there are any, the set-up
-   * calls are refused, since a unit sizes its store table at uow_begin. */
+  /* Units begun and not ended (atomic; lowered under lock): while there are
+   * any, the set-up calls are refused, since a unit sizes its store table at
+   * uow_begin. */
   size_t open_units;
+  /* uow_env_close was called with units open (guarded by lock): the last of
+   * them to end closes the environment. */
+  bool closing;
   char errmsg[1024];
 };
 
 const uow_mapping *uow__env_mapping(const uow_env *env, const uow_entity *entity);
 uow_store *uow__env_store(const uow_env *env, const char *name);
+/* Close the environment and free it, now that no unit is open (uow_env_close). */
+void uow__env_free(uow_env *env);
 int uow__env_fail(uow_env *env, int code, const char *fmt, ...) UOW_PRINTF(3, 4);
 /* Take a connection from the store's pool (may connect); `reused` says whether it was idle. */
 int uow__pool_acquire(uow_store *store, uow_store_conn **conn, bool *reused, uow_status *st);

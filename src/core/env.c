@@ -127,6 +127,17 @@ static void store_close(uow_store *store) {
 void uow_env_close(uow_env *env) {
   if (!env)
     return;
+  /* With units open, the last uow_end closes it: a thread still finishing
+   * a unit at shutdown gets to commit or roll back in peace. */
+  pthread_mutex_lock(&env->lock);
+  bool deferred = __atomic_load_n(&env->open_units, __ATOMIC_ACQUIRE) > 0;
+  env->closing = deferred;
+  pthread_mutex_unlock(&env->lock);
+  if (!deferred)
+    uow__env_free(env);
+}
+
+void uow__env_free(uow_env *env) {
   uow__coord_settle_doubts(env);
   uow__coord_drain(env);
   for (size_t i = 0; i < env->doubts.len; i++)

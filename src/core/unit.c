@@ -108,6 +108,21 @@ static void unit_id(char out[48], uint64_t nonce, uint64_t seq) {
   out[17 + n] = '\0';
 }
 
+/* One unit fewer open on the environment, `spare` (may be NULL) kept for the
+ * next uow_begin. Lowered under the lock, so that uow_env_close and the unit
+ * that ends last agree on which of them closes the environment. */
+static void env_leave(uow_env *env, uow_unit *spare) {
+  pthread_mutex_lock(&env->lock);
+  if (spare) {
+    spare->next_free = env->free_units;
+    env->free_units = spare;
+  }
+  bool close = __atomic_sub_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL) == 0 && env->closing;
+  pthread_mutex_unlock(&env->lock);
+  if (close)
+    uow__env_free(env);
+}
+
 int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   if (!out)
     return UOW_EINVAL;
@@ -128,6 +143,13 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   if (__atomic_load_n(&env->ndoubts, __ATOMIC_ACQUIRE))
     uow__coord_settle_doubts(env);
   pthread_mutex_lock(&env->lock);
+  if (env->closing) {
+    pthread_mutex_unlock(&env->lock);
+    return uow__env_fail(env, UOW_EMISUSE,
+                         "begin: the environment is closing (uow_env_close was called)");
+  }
+  /* Counted under the lock, so that uow_env_close sees this unit. */
+  __atomic_add_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL);
   uow_unit *unit = env->free_units;
   if (unit)
     env->free_units = unit->next_free;
@@ -146,8 +168,11 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
     events = unit->events;
     flush_memory = unit->flush_memory;
   } else {
-    if (!(unit = uow__malloc(sizeof(*unit))))
-      return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+    if (!(unit = uow__malloc(sizeof(*unit)))) {
+      uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+      env_leave(env, NULL);
+      return UOW_ENOMEM;
+    }
     uow__arena_init(&arena);
     uow__flush_memory_init(&flush_memory);
   }
@@ -163,7 +188,9 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   if (!unit->stores) {
     uow__unit_memory_free(unit);
     uow__free(unit);
-    return uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+    uow__env_fail(env, UOW_ENOMEM, "begin: out of memory");
+    env_leave(env, NULL);
+    return UOW_ENOMEM;
   }
   for (size_t i = 0; i < unit->nstores; i++)
     unit->stores[i].store = UOW_VEC_AT(&env->stores, uow_store *, i);
@@ -172,7 +199,6 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   unit_id(unit->id, env->nonce, seq);
   unit->magic = UOW_UNIT_MAGIC;
   unit->state = UOW_UNIT_ACTIVE;
-  __atomic_add_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL);
   *out = unit;
   return UOW_OK;
 }
@@ -258,12 +284,7 @@ void uow_end(uow_unit *unit) {
   uow__vec_free(&unit->sent);
   keep_memory(unit);
   unit->state = UOW_UNIT_ENDED;
-  uow_env *env = unit->env;
-  __atomic_sub_fetch(&env->open_units, 1, __ATOMIC_ACQ_REL);
-  pthread_mutex_lock(&env->lock);
-  unit->next_free = env->free_units;
-  env->free_units = unit;
-  pthread_mutex_unlock(&env->lock);
+  env_leave(unit->env, unit);
 }
 
 /* ---- stores ---- */
