@@ -748,9 +748,8 @@ static void finish(sqlite3_stmt *stmt) {
   sqlite3_clear_bindings(stmt);
 }
 
-static int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
-  if (v->is_null)
-    return sqlite3_bind_null(stmt, i);
+/* Text and blobs, bound where they are (SQLITE_STATIC). */
+static int bind_bytes(sqlite3_stmt *stmt, int i, const uow_value *v) {
   /* Empty text or blob may come with a NULL pointer; SQLite would bind that as NULL. */
   const void *data = v->v.bytes.data ? v->v.bytes.data : "";
   sqlite3_uint64 size = v->v.bytes.data ? v->v.bytes.size : 0;
@@ -758,6 +757,15 @@ static int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
    * keep it positive, so that it refuses it as too big (SQLITE_TOOBIG). */
   if (size > (sqlite3_uint64)INT64_MAX)
     size = (sqlite3_uint64)INT64_MAX;
+  if (v->type == UOW_TEXT)
+    return sqlite3_bind_text64(stmt, i, data, size, SQLITE_STATIC, SQLITE_UTF8);
+  return sqlite3_bind_blob64(stmt, i, data, size, SQLITE_STATIC);
+}
+
+/* Inline: a bulk INSERT binds every value of every row through it. */
+static inline int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
+  if (v->is_null)
+    return sqlite3_bind_null(stmt, i);
   switch (v->type) {
   case UOW_INT64:
     return sqlite3_bind_int64(stmt, i, v->v.i);
@@ -766,9 +774,8 @@ static int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
   case UOW_BOOL:
     return sqlite3_bind_int(stmt, i, v->v.b ? 1 : 0);
   case UOW_TEXT:
-    return sqlite3_bind_text64(stmt, i, data, size, SQLITE_STATIC, SQLITE_UTF8);
   case UOW_BLOB:
-    return sqlite3_bind_blob64(stmt, i, data, size, SQLITE_STATIC);
+    return bind_bytes(stmt, i, v);
   }
   return SQLITE_MISMATCH;
 }
@@ -993,28 +1000,34 @@ static bool needs_rowid(const uow_write *w) {
 static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
-  const int count = sqlite3_bind_parameter_count(stmt);
-  int given = 0; /* values met so far; those past `count` are not bound */
-  int src = SQLITE_OK;
-  for (size_t r = 0; r < rows && given <= count && src == SQLITE_OK; r++) {
-    if (w[r].kind == UOW_WRITE_INSERT) {
-      /* An INSERT's parameters are its values in column order: bound where
-       * they are rather than copied first. */
-      for (uint64_t m = w[r].columns; m && ++given <= count && src == SQLITE_OK; m &= m - 1)
-        src = bind_value(stmt, given, &w[r].values[__builtin_ctzll(m)]);
-    } else {
-      size_t n = uow__sql_write_params(&w[r], params);
-      for (size_t i = 0; i < n && ++given <= count && src == SQLITE_OK; i++)
-        src = bind_value(stmt, given, &params[i]);
-    }
+  unsigned char columns[64]; /* an INSERT's: the columns it sends, in order */
+  size_t per_row = 0;
+  if (w->kind == UOW_WRITE_INSERT) {
+    for (uint64_t m = w->columns; m; m &= m - 1)
+      columns[per_row++] = (unsigned char)__builtin_ctzll(m);
+  } else {
+    per_row = uow__sql_write_params(w, params); /* alone in its statement */
   }
-  if (src != SQLITE_OK)
-    return sqlite_failure(conn, src, NULL, st);
-  if (given != count)
+  const int count = sqlite3_bind_parameter_count(stmt);
+  if ((size_t)count != per_row * rows)
     return uow_status_set(st, UOW_EINVAL,
                           "the statement for \"%s\" has %d parameters but the writes have %s",
-                          w->entity->table, count, given > count ? "more" : "fewer");
-  return UOW_OK;
+                          w->entity->table, count, (size_t)count < per_row * rows ? "more" : "fewer");
+  int src = SQLITE_OK;
+  int at = 0;
+  if (w->kind != UOW_WRITE_INSERT) {
+    for (size_t i = 0; i < per_row && src == SQLITE_OK; i++)
+      src = bind_value(stmt, ++at, &params[i]);
+  } else {
+    /* The rows of one statement send the same columns (write_run), and an
+     * INSERT's values are bound where they are rather than copied first. */
+    for (size_t r = 0; r < rows && src == SQLITE_OK; r++) {
+      const uow_value *values = w[r].values;
+      for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
+        src = bind_value(stmt, ++at, &values[columns[j]]);
+    }
+  }
+  return src == SQLITE_OK ? UOW_OK : sqlite_failure(conn, src, NULL, st);
 }
 
 /* One statement for `rows` writes of the same shape (rows > 1: INSERTs only). */
