@@ -1010,9 +1010,9 @@ static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write
   }
   const int count = sqlite3_bind_parameter_count(stmt);
   if ((size_t)count != per_row * rows)
-    return uow_status_set(st, UOW_EINVAL,
-                          "the statement for \"%s\" has %d parameters but the writes have %s",
-                          w->entity->table, count, (size_t)count < per_row * rows ? "more" : "fewer");
+    return uow_status_set(
+        st, UOW_EINVAL, "the statement for \"%s\" has %d parameters but the writes have %s",
+        w->entity->table, count, (size_t)count < per_row * rows ? "more" : "fewer");
   int src = SQLITE_OK;
   int at = 0;
   if (w->kind != UOW_WRITE_INSERT) {
