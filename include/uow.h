@@ -913,8 +913,10 @@ typedef struct uow_relay_stats {
  * order per key holds across relays. On SQLite one relay at a time holds a
  * lease (table uow_relay_lease); others find nothing to do until it expires.
  * There is no position cursor: an event whose unit commits late is delivered
- * in a later pass, never skipped. Events of one key go one per pass, each
- * once the one before it was delivered (or is dead).
+ * in a later pass, never skipped. The events of one key that are due go in
+ * one pass, in order, as far as the batch has room; a relay claims them only
+ * with the first of the key, and none goes while an earlier one of its key
+ * waits (for a retry, say) or is held by another relay.
  *
  * @param env    the environment (uow_env_create_schema must have run).
  * @param sink   where events go; used by this relay only.

@@ -27,7 +27,11 @@ typedef struct seen_event {
   char key[32];
   char payload[64];
   int64_t attempt;
+  uint64_t stamp; /* when it was delivered, on a clock all recorders share */
 } seen_event;
+
+/* Orders deliveries across recorders (and so across relays). */
+static uint64_t delivery_clock;
 
 typedef struct recorder {
   pthread_mutex_t lock;
@@ -36,11 +40,19 @@ typedef struct recorder {
   const char *fail_topic; /* events with this topic are refused */
   unsigned fail_times;    /* ... this many times (UINT_MAX: always) */
   unsigned failed;
+  long delay_ms; /* taken before each batch, to widen the races between relays */
 } recorder;
+
+static void pause_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
 
 static int record(void *ctx, const uow_delivery *events, size_t n, size_t *delivered, char *err,
                   size_t errcap) {
   recorder *r = ctx;
+  if (r->delay_ms)
+    pause_ms(r->delay_ms);
   pthread_mutex_lock(&r->lock);
   size_t i = 0;
   for (; i < n; i++) {
@@ -58,6 +70,7 @@ static int record(void *ctx, const uow_delivery *events, size_t n, size_t *deliv
       snprintf(s->payload, sizeof(s->payload), "%.*s", (int)d->payload_len,
                d->payload ? (const char *)d->payload : "");
       s->attempt = d->attempt;
+      s->stamp = __atomic_add_fetch(&delivery_clock, 1, __ATOMIC_ACQ_REL);
     }
   }
   pthread_mutex_unlock(&r->lock);
@@ -101,11 +114,6 @@ static uow_relay_options quick(void) {
   o.backoff_max_ms = 2;
   o.poll_ms = 5;
   return o;
-}
-
-static void pause_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
 }
 
 /* ---- tests ---- */
@@ -166,13 +174,131 @@ static void relay_keeps_order_per_key_and_retries_a_failed_event_after_backoff(v
   assert_int_equal(r->n, 1);
   assert_string_equal(r->seen[0].payload, "c");
   pause_ms(backoff + backoff / 4);
-  /* A key's events go one per pass, each after the one before it was delivered. */
+  /* Once "a" is due again, it and "b" behind it go in one pass, in order. */
   for (int i = 0; i < 5 && r->n < 3; i++)
     EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
   assert_int_equal(r->n, 3);
   assert_string_equal(r->seen[1].payload, "a");
   assert_int_equal(r->seen[1].attempt, 2);
   assert_string_equal(r->seen[2].payload, "b");
+  free_recorder(r);
+}
+
+/* Events 1..n of `key` (payloads "1".."n"), one unit each; with `between`,
+ * an event of a key of its own after each. */
+static void emit_burst(uow_env *env, const char *key, int n, bool between) {
+  char payload[16], other[16];
+  for (int i = 1; i <= n; i++) {
+    snprintf(payload, sizeof(payload), "%d", i);
+    snprintf(other, sizeof(other), "other-%d", i);
+    emit_one(env, "burst", key, payload, true);
+    if (between)
+      emit_one(env, "other", other, payload, true);
+  }
+}
+
+/* The recorded events of `key` have payloads 1, 2, ... in delivery order;
+ * returns how many there are. */
+static size_t check_burst_order(const recorder *r, const char *key) {
+  size_t count = 0;
+  for (size_t i = 0; i < r->n; i++)
+    if (strcmp(r->seen[i].key, key) == 0) {
+      count++;
+      if (atoi(r->seen[i].payload) != (int)count)
+        fail_msg("event %s of key %s came as number %zu", r->seen[i].payload, key, count);
+    }
+  return count;
+}
+
+static void a_burst_of_one_key_goes_in_one_pass_in_order(void **state) {
+  test_world *w = *state;
+  emit_burst(w->env, "hot", 20, true);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(stats.delivered, 40);
+  assert_int_equal(check_burst_order(r, "hot"), 20);
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 0"), 0);
+  free_recorder(r);
+}
+
+static void a_burst_longer_than_the_batch_goes_batch_by_batch_in_order(void **state) {
+  test_world *w = *state;
+  /* One head, and the room behind it filled with the rows of its key. */
+  emit_burst(w->env, "hot", 10, false);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.batch = 4;
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  const uint64_t delivered[] = {4, 8, 10, 10};
+  for (int pass = 0; pass < 4; pass++) {
+    EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+    assert_int_equal(stats.delivered, delivered[pass]);
+  }
+  assert_int_equal(check_burst_order(r, "hot"), 10);
+  free_recorder(r);
+}
+
+/* The events behind a refused one wait for it: none of its key goes before it. */
+static void events_behind_a_refused_one_wait_for_its_retry(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "fine", "k", "1", true);
+  emit_one(w->env, "flaky", "k", "2", true);
+  emit_one(w->env, "fine", "k", "3", true);
+  emit_one(w->env, "fine", "k", "4", true);
+  recorder *r = new_recorder();
+  r->fail_topic = "flaky";
+  r->fail_times = 1;
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  /* The second pass must come within the backoff (see the test above). */
+  const long backoff = getenv("UOW_TEST_VALGRIND") ? 2000 : 200;
+  o.backoff_ms = backoff;
+  o.backoff_max_ms = backoff;
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 1);
+  assert_int_equal(stats.retried, 1);
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(r->n, 1); /* "2" backs off, "3" and "4" wait behind it */
+  pause_ms(backoff + backoff / 4);
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(check_burst_order(r, "k"), 4);
+  assert_int_equal(r->seen[1].attempt, 2);
+  free_recorder(r);
+}
+
+/* Run `sql` in a unit of its own on store "main". */
+static void exec_sql(uow_env *env, const char *sql) {
+  uow_unit *unit;
+  EOK(env, uow_begin(env, &unit));
+  UOK(unit, uow_exec(unit, "main", sql, NULL, 0));
+  UOK(unit, uow_commit(unit));
+  uow_end(unit);
+}
+
+/* A pending row that is not due (one backing off, say, behind a head that
+ * uow_outbox_requeue revived) holds back the rows of its key behind it. */
+static void a_row_that_is_not_due_holds_back_the_rows_behind_it(void **state) {
+  test_world *w = *state;
+  emit_burst(w->env, "k", 3, true);
+  exec_sql(w->env,
+           "UPDATE uow_outbox SET next_attempt_at = 9000000000000 WHERE id = "
+           "(SELECT id FROM uow_outbox WHERE event_key = 'k' ORDER BY id LIMIT 1 OFFSET 1)");
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, NULL));
+  assert_int_equal(check_burst_order(r, "k"), 1);
+  exec_sql(w->env, "UPDATE uow_outbox SET next_attempt_at = 0 WHERE event_key = 'k'");
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, NULL));
+  assert_int_equal(check_burst_order(r, "k"), 3);
   free_recorder(r);
 }
 
@@ -287,41 +413,53 @@ static void *relay_thread(void *arg) {
   return NULL;
 }
 
-/* Per key, the first deliveries come in commit (payload number) order. */
+/* Every event 1..events was delivered, and per key in ascending order, also
+ * across recorders: the shared clock says which delivery came first. */
 static void check_order_and_completeness(recorder **recs, size_t nrecs, int events, int keys) {
-  int *last = calloc((size_t)keys, sizeof(int));
-  char *got = calloc((size_t)events + 1, 1);
-  assert_non_null(last);
-  assert_non_null(got);
+  uint64_t *stamp = calloc((size_t)events + 1, sizeof(uint64_t));
+  int *key_of = calloc((size_t)events + 1, sizeof(int));
+  assert_non_null(stamp);
+  assert_non_null(key_of);
   for (size_t k = 0; k < nrecs; k++)
     for (size_t i = 0; i < recs[k]->n; i++) {
       int number = atoi(recs[k]->seen[i].payload);
-      got[number] = 1;
+      assert_true(number >= 1 && number <= events);
+      stamp[number] = recs[k]->seen[i].stamp;
+      key_of[number] = atoi(recs[k]->seen[i].key + 1);
     }
   for (int n = 1; n <= events; n++)
-    assert_true(got[n]);
-  /* Within one recorder, per key, ascending. */
-  for (size_t k = 0; k < nrecs; k++) {
-    memset(last, 0, (size_t)keys * sizeof(int));
-    for (size_t i = 0; i < recs[k]->n; i++) {
-      int key = atoi(recs[k]->seen[i].key + 1), number = atoi(recs[k]->seen[i].payload);
-      assert_true(number > last[key]);
-      last[key] = number;
-    }
+    assert_true(stamp[n] != 0);
+  /* Events were emitted in ascending numbers: per key, each delivered after the one before. */
+  for (int key = 0; key < keys; key++) {
+    uint64_t last = 0;
+    for (int n = 1; n <= events; n++)
+      if (key_of[n] == key) {
+        if (stamp[n] <= last)
+          fail_msg("event %d of key k%d was delivered before an earlier one of its key", n, key);
+        last = stamp[n];
+      }
   }
-  free(last);
-  free(got);
+  free(key_of);
+  free(stamp);
 }
 
 static void two_relays_share_the_work_and_miss_nothing(void **state) {
   test_world *w = *state;
-  enum { EVENTS = 300, KEYS = 10 };
+  /* A backlog of BACKLOG events waits when the relays start, so that their
+   * first passes claim the events behind their heads too; the rest come
+   * while they run. */
+  enum { EVENTS = 300, KEYS = 10, BACKLOG = 100 };
   recorder *recs[2] = {new_recorder(), new_recorder()};
+  /* A relay that delivers slowly holds its claim long: another one that took an
+   * event behind one it holds would deliver first. */
+  recs[0]->delay_ms = 2;
+  recs[1]->delay_ms = 2;
   runner runs[2] = {{w->env, recs[0], 0, {0}}, {w->env, recs[1], 0, {0}}};
   pthread_t threads[2];
-  for (int i = 0; i < 2; i++)
-    assert_int_equal(pthread_create(&threads[i], NULL, relay_thread, &runs[i]), 0);
   for (int n = 1; n <= EVENTS; n++) {
+    if (n == BACKLOG + 1)
+      for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, relay_thread, &runs[i]), 0);
     char key[16], payload[16];
     snprintf(key, sizeof(key), "k%d", n % KEYS);
     snprintf(payload, sizeof(payload), "%d", n);
@@ -451,6 +589,10 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(relay_delivers_committed_events_once_with_their_event_id, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(relay_keeps_order_per_key_and_retries_a_failed_event_after_backoff, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(a_burst_of_one_key_goes_in_one_pass_in_order, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(a_burst_longer_than_the_batch_goes_batch_by_batch_in_order, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(events_behind_a_refused_one_wait_for_its_retry, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(a_row_that_is_not_due_holds_back_the_rows_behind_it, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(event_is_dead_after_max_attempts_and_requeue_revives_it, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(delivered_events_are_purged_after_the_retention_period, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(relay_refuses_bad_options_and_sinks, test_setup, test_teardown),

@@ -5,12 +5,16 @@
  * A pass over one store:
  *   - claim: the pending events that are due, oldest first, skipping any
  *     whose key has an earlier pending event (that one goes first: order per
- *     key). A store that can lock rows (PostgreSQL) claims inside a
- *     transaction with FOR UPDATE SKIP LOCKED, delivers, and marks the rows in
- *     that same transaction, so relays share the work and never hand the same
- *     event out twice at once. SQLite has one writer anyway: there a relay
- *     first takes the store's lease (uow_relay_lease), then claims, delivers
- *     and marks in short transactions.
+ *     key). These are the heads of their keys. Then, while the batch has
+ *     room, the events behind the heads claimed, in their keys: due, of the
+ *     same kind, with nothing before them that waits (a burst of one key
+ *     goes in one pass, in order). A store that can lock rows (PostgreSQL)
+ *     claims inside a transaction, the heads with FOR UPDATE SKIP LOCKED and
+ *     the rows behind them with FOR UPDATE, delivers, and marks the rows in
+ *     that same transaction, so relays share the work and never hand the
+ *     same event out twice at once. SQLite has one writer anyway: there a
+ *     relay first takes the store's lease (uow_relay_lease), then claims,
+ *     delivers and marks in short transactions.
  *   - deliver: one call to the sink with the whole batch, in order.
  *   - mark: the events the sink took are delivered; the first one it did not
  *     take counts a failed attempt (retried after an exponential backoff with
@@ -21,6 +25,7 @@
  * simply found by a later pass.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,11 +41,24 @@ enum { DEFAULT_BATCH = 100, MAX_BATCH = 1000, DEFAULT_ATTEMPTS = 10 };
 /* Column positions in uow__outbox_entity. */
 enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STATE, C_ATTEMPTS };
 
-/* Pending rows of a kind, due, and first of their key. `?`: the kind, now. */
+/* Pending rows of a kind, due, and first of their key: the heads. `?`: the
+ * kind, now. */
 #define PENDING                                                                                    \
   "state = 0 AND kind = ? AND next_attempt_at <= ? AND (event_key IS NULL OR NOT EXISTS "          \
   "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
   "e.id < uow_outbox.id)) ORDER BY id LIMIT %u"
+
+/* Pending rows of a kind, due, behind nothing that waits (a pending row of
+ * their key that is of another kind or not due), in the keys of the heads
+ * claimed and not among them. `?`: the kind, now, now; then the keys and the
+ * heads' ids fill the two lists, and the room left in the batch its LIMIT.
+ * Only the relay that holds a key's head claims the rows behind it: for any
+ * other, the head is the first of the key. */
+#define FOLLOWING                                                                                  \
+  "state = 0 AND kind = ? AND next_attempt_at <= ? AND NOT EXISTS "                                \
+  "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
+  "e.id < uow_outbox.id AND (e.kind <> uow_outbox.kind OR e.next_attempt_at > ?)) AND event_key "  \
+  "IN "
 
 typedef struct relay {
   uow_env *env;
@@ -96,12 +114,70 @@ static int take_event(void *ctx, const uow_value *row) {
   return UOW_OK;
 }
 
+static int by_id(const void *a, const void *b) {
+  int64_t x = ((const uow_delivery *)a)->id, y = ((const uow_delivery *)b)->id;
+  return (x > y) - (x < y);
+}
+
+/* Claim the rows behind the heads in r->events, up to the batch's room, and
+ * put the batch in id order (each key's rows in order). Both lists of the
+ * query are padded to a power of two with repeats, so that a relay uses a
+ * handful of statement texts, not one per count of heads. */
+static int claim_following(relay *r, uow_store_conn *conn, bool lock, const uow_value *kind_now,
+                           uow_status *st) {
+  const size_t heads = r->events.len;
+  const uow_delivery *head = r->events.items;
+  size_t keyed = 0, slots = 1;
+  while (keyed < heads && !head[keyed].key)
+    keyed++;
+  if (keyed == heads)
+    return UOW_OK; /* no head has a key: nothing is behind them */
+  while (slots < heads)
+    slots *= 2;
+  const size_t nparams = 3 + 2 * slots + 1;
+  uow_value *params = uow__arena_alloc(&r->arena, nparams * sizeof(*params));
+  if (!params)
+    return uow_status_set(st, UOW_ENOMEM, "out of memory reading the outbox");
+  params[0] = kind_now[0];
+  params[1] = params[2] = kind_now[1];
+  uow_value *keys = params + 3, *ids = keys + slots;
+  size_t nkeys = 0;
+  for (size_t i = keyed; i < heads; i++)
+    if (head[i].key)
+      keys[nkeys++] = uow_text(head[i].key);
+  for (size_t i = nkeys; i < slots; i++)
+    keys[i] = keys[0];
+  for (size_t i = 0; i < slots; i++)
+    ids[i] = uow_int64(head[i < heads ? i : 0].id);
+  params[nparams - 1] = uow_int64((int64_t)(r->o.batch - heads)); /* the room left */
+  uow_buf where;
+  uow__buf_init(&where);
+  uow__buf_puts(&where, FOLLOWING "(");
+  for (size_t i = 0; i < slots; i++)
+    uow__buf_puts(&where, i ? ",?" : "?");
+  uow__buf_puts(&where, ") AND id NOT IN (");
+  for (size_t i = 0; i < slots; i++)
+    uow__buf_puts(&where, i ? ",?" : "?");
+  /* The room is a parameter too, so that the text stays the same. */
+  uow__buf_printf(&where, ") ORDER BY id LIMIT ?%s", lock ? " FOR UPDATE" : "");
+  int rc = uow__buf_status(&where)
+               ? uow_status_set(st, UOW_ENOMEM, "out of memory reading the outbox")
+               : r->store->ops->read(conn, &uow__outbox_entity, where.data, params, nparams, 0,
+                                     take_event, r, st);
+  uow__buf_free(&where);
+  if (!rc && r->events.len > heads)
+    qsort(r->events.items, r->events.len, sizeof(uow_delivery), by_id);
+  return rc;
+}
+
 static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
   char where[640];
   snprintf(where, sizeof(where), PENDING "%s", r->o.batch, lock ? " FOR UPDATE SKIP LOCKED" : "");
   const uow_value params[2] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
                                uow_int64(uow__now_ms())};
   int rc = r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
+  if (!rc && r->events.len && r->events.len < r->o.batch)
+    rc = claim_following(r, conn, lock, params, st);
   /* take_event's ENOMEM comes back with no status from the store. */
   if (rc == UOW_ENOMEM && !st->message[0])
     uow_status_set(st, rc, "out of memory reading the outbox");
