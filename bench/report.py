@@ -127,6 +127,8 @@ RELAY_ROWS = [
     ("R1-commit", "R1 commit: units of 10 events (the producers)"),
     ("R1-b100", "R1 relay to a Redis stream, batch 100"),
     ("R1-b1000", "R1 relay to a Redis stream, batch 1000"),
+    ("R1-keys100-b100", "R1 relay, 100 busy keys, batch 100"),
+    ("R1-keys100-b1000", "R1 relay, 100 busy keys, batch 1000"),
     ("R2-units", "R2 units: create or update one Redis object"),
     ("R2-skip-b100", "R2 relay re-applies, all not newer, batch 100"),
     ("R2-skip-b1000", "R2 relay re-applies, all not newer, batch 1000"),
@@ -148,6 +150,7 @@ def relay_text(best):
            f"R1: {events:,} events committed in units of 10 (a key each), then uow_relay_run "
            "with",
            "    uow_sink_redis_stream until the backlog is 0; the stream's XLEN is checked.",
+           "    Then as many again with 100 keys in all (busy keys: each key's events in order).",
            f"R2: {units:,} units, each creating (half) or updating (half) one object mapped to "
            "Redis,",
            "    its intent committed in the SQL store and applied right after the commit. Then "

@@ -11,7 +11,9 @@
  *     uow_sink_redis_stream() and BATCH events per claim runs until the
  *     backlog is 0. The stream must then hold exactly R1 entries (XLEN).
  *     Prints `result libuow R1-commit STORE events/s` (the producers) and
- *     `result libuow R1-bBATCH STORE events/s` (the relay).
+ *     `result libuow R1-bBATCH STORE events/s` (the relay). Then the same
+ *     again with R1_KEYS keys in all (busy orders: each has R1 / R1_KEYS
+ *     events, in order), the relay only: `R1-keysR1_KEYS-bBATCH`.
  * R2: R2 units, each creating (the first half) or updating (the second half:
  *     read from Redis, changed) one object of an entity mapped to the Redis
  *     store, with the SQL store holding the intents: `R2-units` units/s,
@@ -39,6 +41,7 @@
 static const char *const IMPL = "libuow";
 
 #define R1_PER_UNIT 10
+#define R1_KEYS 100
 #define R1_STREAM "bench:events"
 #define R1_TOPIC "order.placed"
 
@@ -229,7 +232,8 @@ static int unit_failed(uow_unit *unit, int rc, const char *what, char *why, size
 
 /* ---- R1: events to a Redis stream ---- */
 
-static int commit_events(uow_env *env, int64_t events, char *why, size_t cap) {
+/* `events` events in units of R1_PER_UNIT, event i with key "order-<i mod keys>". */
+static int commit_events(uow_env *env, int64_t events, int64_t keys, char *why, size_t cap) {
   char key[32], payload[160];
   int rc = UOW_OK;
   for (int64_t first = 0; first < events && !rc; first += R1_PER_UNIT) {
@@ -239,7 +243,7 @@ static int commit_events(uow_env *env, int64_t events, char *why, size_t cap) {
       break;
     }
     for (int64_t i = first; i < first + R1_PER_UNIT && i < events && !rc; i++) {
-      snprintf(key, sizeof(key), "order-%08" PRId64, i);
+      snprintf(key, sizeof(key), "order-%08" PRId64, i % keys);
       int len = snprintf(payload, sizeof(payload),
                          "{\"order\":%" PRId64 ",\"customer\":%" PRId64
                          ",\"amount\":%.2f,\"currency\":\"EUR\",\"lines\":%d}",
@@ -255,11 +259,30 @@ static int commit_events(uow_env *env, int64_t events, char *why, size_t cap) {
   return rc;
 }
 
+/* Relay the events in the outbox to the stream, which must hold `events`
+ * entries afterwards; prints `workload`'s figure. */
+static int r1_relay(uow_env *env, redisContext *c, const uow_sink *sink, const char *workload,
+                    const char *store, unsigned batch, int64_t events, char *why, size_t cap) {
+  double seconds = 0;
+  int rc = relay_all(env, sink, batch, events, &seconds, why, cap);
+  if (!rc) {
+    long long len = redis_int(c, "XLEN", R1_STREAM, why, cap);
+    if (len != events) {
+      if (len >= 0)
+        snprintf(why, cap, "the stream holds %lld entries, expected %" PRId64, len, events);
+      rc = UOW_EIO;
+    }
+  }
+  if (!rc)
+    bench_result(IMPL, workload, store, (double)events / seconds, "events/s");
+  return rc;
+}
+
 static int r1(const char *url, const char *store, const char *redis_url, unsigned batch, char *why,
               size_t cap) {
   relay_sizes sizes = sizes_get();
+  const int64_t n = sizes.r1_events;
   char workload[32];
-  snprintf(workload, sizeof(workload), "R1-b%u", batch);
   redisContext *c = oracle(redis_url, why, cap);
   if (!c)
     return UOW_EIO;
@@ -270,27 +293,24 @@ static int r1(const char *url, const char *store, const char *redis_url, unsigne
     rc = open_env(url, NULL, &env, why, cap);
   if (!rc) {
     double t0 = bench_now();
-    rc = commit_events(env, sizes.r1_events, why, cap);
+    rc = commit_events(env, n, n, why, cap);
     double t1 = bench_now();
     if (!rc)
-      bench_result(IMPL, "R1-commit", store, (double)sizes.r1_events / (t1 - t0), "events/s");
+      bench_result(IMPL, "R1-commit", store, (double)n / (t1 - t0), "events/s");
   }
   if (!rc && (rc = uow_sink_redis_stream(redis_url, R1_STREAM, &sink)))
     snprintf(why, cap, "redis stream sink: %s", uow_strerror(rc));
-  double seconds = 0;
+  snprintf(workload, sizeof(workload), "R1-b%u", batch);
   if (!rc)
-    rc = relay_all(env, &sink, batch, sizes.r1_events, &seconds, why, cap);
-  if (!rc) {
-    long long len = redis_int(c, "XLEN", R1_STREAM, why, cap);
-    if (len != sizes.r1_events) {
-      if (len >= 0)
-        snprintf(why, cap, "the stream holds %lld entries, expected %" PRId64, len,
-                 sizes.r1_events);
-      rc = UOW_EIO;
-    }
-  }
+    rc = r1_relay(env, c, &sink, workload, store, batch, n, why, cap);
+  /* Busy keys: a key's events wait for the ones before them. */
+  if (!rc && redis_int(c, "DEL", R1_STREAM, why, cap) < 0)
+    rc = UOW_EIO;
   if (!rc)
-    bench_result(IMPL, workload, store, (double)sizes.r1_events / seconds, "events/s");
+    rc = commit_events(env, n, R1_KEYS, why, cap);
+  snprintf(workload, sizeof(workload), "R1-keys%d-b%u", R1_KEYS, batch);
+  if (!rc)
+    rc = r1_relay(env, c, &sink, workload, store, batch, n, why, cap);
   uow_sink_close(&sink);
   uow_env_close(env);
   redisFree(c);
