@@ -5,16 +5,16 @@
  * A pass over one store:
  *   - claim: the pending events that are due, oldest first, skipping any
  *     whose key has an earlier pending event (that one goes first: order per
- *     key). These are the heads of their keys. Then, while the batch has
- *     room, the events behind the heads claimed, in their keys: due, of the
- *     same kind, with nothing before them that waits (a burst of one key
- *     goes in one pass, in order). A store that can lock rows (PostgreSQL)
- *     claims inside a transaction, the heads with FOR UPDATE SKIP LOCKED and
- *     the rows behind them with FOR UPDATE, delivers, and marks the rows in
- *     that same transaction, so relays share the work and never hand the
- *     same event out twice at once. SQLite has one writer anyway: there a
- *     relay first takes the store's lease (uow_relay_lease), then claims,
- *     delivers and marks in short transactions.
+ *     key), unless that one goes in the same batch: a burst of one key goes
+ *     in one pass, in order. A store that can lock rows (PostgreSQL) claims
+ *     inside a transaction, first the heads (the first pending event of
+ *     their key) with FOR UPDATE SKIP LOCKED, then the due rows behind them
+ *     in their keys with FOR UPDATE, delivers, and marks the rows in that
+ *     same transaction, so relays share the work and never hand the same
+ *     event out twice at once, nor one key's events to two relays. SQLite
+ *     has one writer anyway: there a relay first takes the store's lease
+ *     (uow_relay_lease), then claims (heads and the rows behind them in one
+ *     query), delivers and marks in short transactions.
  *   - deliver: one call to the sink with the whole batch, in order.
  *   - mark: the events the sink took are delivered; the first one it did not
  *     take counts a failed attempt (retried after an exponential backoff with
@@ -41,24 +41,33 @@ enum { DEFAULT_BATCH = 100, MAX_BATCH = 1000, DEFAULT_ATTEMPTS = 10 };
 /* Column positions in uow__outbox_entity. */
 enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STATE, C_ATTEMPTS };
 
-/* Pending rows of a kind, due, and first of their key: the heads. `?`: the
- * kind, now. */
-#define PENDING                                                                                    \
-  "state = 0 AND kind = ? AND next_attempt_at <= ? AND (event_key IS NULL OR NOT EXISTS "          \
-  "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
-  "e.id < uow_outbox.id)) ORDER BY id LIMIT %u"
+/* Pending rows of a kind that are due. `?`: the kind, now. */
+#define DUE "state = 0 AND kind = ? AND next_attempt_at <= ?"
 
-/* Pending rows of a kind, due, behind nothing that waits (a pending row of
- * their key that is of another kind or not due), in the keys of the heads
- * claimed and not among them. `?`: the kind, now, now; then the keys and the
- * heads' ids fill the two lists, and the room left in the batch its LIMIT.
- * Only the relay that holds a key's head claims the rows behind it: for any
- * other, the head is the first of the key. */
-#define FOLLOWING                                                                                  \
-  "state = 0 AND kind = ? AND next_attempt_at <= ? AND NOT EXISTS "                                \
-  "(SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND e.state = 0 AND "      \
-  "e.id < uow_outbox.id AND (e.kind <> uow_outbox.kind OR e.next_attempt_at > ?)) AND event_key "  \
-  "IN "
+/* A pending row of the same key before this one waits: it is of another
+ * kind, or not due. `?`: now. */
+#define WAITS_BEFORE                                                                               \
+  "EXISTS (SELECT 1 FROM uow_outbox e WHERE e.event_key = uow_outbox.event_key AND "               \
+  "e.state = 0 AND e.id < uow_outbox.id AND (e.kind <> uow_outbox.kind OR e.next_attempt_at > ?))"
+
+/* The heads: due rows first of their key (PostgreSQL, with SKIP LOCKED: a
+ * head another relay holds is skipped, and with it its key). */
+#define HEADS                                                                                      \
+  DUE " AND (event_key IS NULL OR NOT EXISTS (SELECT 1 FROM uow_outbox e WHERE "                   \
+      "e.event_key = uow_outbox.event_key AND e.state = 0 AND e.id < uow_outbox.id)) "             \
+      "ORDER BY id LIMIT %u"
+
+/* The rows behind the heads claimed: due, behind nothing that waits, in the
+ * heads' keys and not among them. `?`: the kind, now, now; then the keys and
+ * the heads' ids fill the two lists, and the room left in the batch its
+ * LIMIT. Only the relay that holds a key's head claims the rows behind it:
+ * for any other, the head is the first of the key. */
+#define FOLLOWING DUE " AND NOT " WAITS_BEFORE " AND event_key IN ("
+
+/* SQLite, where one relay holds the lease: heads and the rows behind them in
+ * one go, since every row before a claimable one of its key is claimable
+ * too, and comes first. `?`: the kind, now, now. */
+#define CLAIMABLE DUE " AND NOT " WAITS_BEFORE " ORDER BY id LIMIT %u"
 
 typedef struct relay {
   uow_env *env;
@@ -119,11 +128,11 @@ static int by_id(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Claim the rows behind the heads in r->events, up to the batch's room, and
- * put the batch in id order (each key's rows in order). Both lists of the
+/* Claim the rows behind the heads in r->events (locking them), up to the
+ * batch's room, and put the batch in id order (each key's rows in order). Both lists of the
  * query are padded to a power of two with repeats, so that a relay uses a
  * handful of statement texts, not one per count of heads. */
-static int claim_following(relay *r, uow_store_conn *conn, bool lock, const uow_value *kind_now,
+static int claim_following(relay *r, uow_store_conn *conn, const uow_value *kind_now,
                            uow_status *st) {
   const size_t heads = r->events.len;
   const uow_delivery *head = r->events.items;
@@ -152,14 +161,14 @@ static int claim_following(relay *r, uow_store_conn *conn, bool lock, const uow_
   params[nparams - 1] = uow_int64((int64_t)(r->o.batch - heads)); /* the room left */
   uow_buf where;
   uow__buf_init(&where);
-  uow__buf_puts(&where, FOLLOWING "(");
+  uow__buf_puts(&where, FOLLOWING);
   for (size_t i = 0; i < slots; i++)
     uow__buf_puts(&where, i ? ",?" : "?");
   uow__buf_puts(&where, ") AND id NOT IN (");
   for (size_t i = 0; i < slots; i++)
     uow__buf_puts(&where, i ? ",?" : "?");
   /* The room is a parameter too, so that the text stays the same. */
-  uow__buf_printf(&where, ") ORDER BY id LIMIT ?%s", lock ? " FOR UPDATE" : "");
+  uow__buf_puts(&where, ") ORDER BY id LIMIT ? FOR UPDATE");
   int rc = uow__buf_status(&where)
                ? uow_status_set(st, UOW_ENOMEM, "out of memory reading the outbox")
                : r->store->ops->read(conn, &uow__outbox_entity, where.data, params, nparams, 0,
@@ -170,14 +179,21 @@ static int claim_following(relay *r, uow_store_conn *conn, bool lock, const uow_
   return rc;
 }
 
+/* Claim a batch: with row locks (PostgreSQL) the heads, then the rows behind
+ * them; without (SQLite, under the lease) both in one query. */
 static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
   char where[640];
-  snprintf(where, sizeof(where), PENDING "%s", r->o.batch, lock ? " FOR UPDATE SKIP LOCKED" : "");
-  const uow_value params[2] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
-                               uow_int64(uow__now_ms())};
-  int rc = r->store->ops->read(conn, &uow__outbox_entity, where, params, 2, 0, take_event, r, st);
-  if (!rc && r->events.len && r->events.len < r->o.batch)
-    rc = claim_following(r, conn, lock, params, st);
+  if (lock)
+    snprintf(where, sizeof(where), HEADS " FOR UPDATE SKIP LOCKED", r->o.batch);
+  else
+    snprintf(where, sizeof(where), CLAIMABLE, r->o.batch);
+  const int64_t now = uow__now_ms();
+  const uow_value params[3] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
+                               uow_int64(now), uow_int64(now)};
+  int rc = r->store->ops->read(conn, &uow__outbox_entity, where, params, lock ? 2 : 3, 0,
+                               take_event, r, st);
+  if (!rc && lock && r->events.len && r->events.len < r->o.batch)
+    rc = claim_following(r, conn, params, st);
   /* take_event's ENOMEM comes back with no status from the store. */
   if (rc == UOW_ENOMEM && !st->message[0])
     uow_status_set(st, rc, "out of memory reading the outbox");
