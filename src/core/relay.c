@@ -129,9 +129,11 @@ static int by_id(const void *a, const void *b) {
 }
 
 /* Claim the rows behind the heads in r->events (locking them), up to the
- * batch's room, and put the batch in id order (each key's rows in order). Both lists of the
- * query are padded to a power of two with repeats, so that a relay uses a
- * handful of statement texts, not one per count of heads. */
+ * batch's room, and put the batch in id order (each key's rows in order).
+ * Both lists of the query are padded to a power of two with repeats, so that
+ * a relay uses a handful of statement texts, not one per count of heads.
+ * This query runs only when the heads leave room in the batch, that is when
+ * the relay keeps up (PostgreSQL: one more statement in the pass). */
 static int claim_following(relay *r, uow_store_conn *conn, const uow_value *kind_now,
                            uow_status *st) {
   const size_t heads = r->events.len;
