@@ -1000,7 +1000,7 @@ static bool needs_rowid(const uow_write *w) {
 static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
-  unsigned char columns[64]; /* an INSERT's: the columns it sends, in order */
+  unsigned char columns[MAX_COLUMNS]; /* an INSERT's: the columns it sends, in order */
   size_t per_row = 0;
   if (w->kind == UOW_WRITE_INSERT) {
     for (uint64_t m = w->columns; m; m &= m - 1)
