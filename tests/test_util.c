@@ -201,6 +201,43 @@ static void arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piec
   assert_int_equal(live_bytes, 0);
 }
 
+/* Text goes at the top of a block's free part and aligned pieces at its
+ * bottom, so neither pads the other: 100 strings of 23 bytes and 100 pieces
+ * of 16 share the first 4 KiB block (strings padded to 32 bytes would not
+ * fit). Every piece stays 16-byte aligned and nothing overlaps. */
+static void arena_packs_text_and_aligned_pieces_into_one_block(void **state) {
+  (void)state;
+  enum { N = 100 };
+  use_counting_allocator();
+  uow_arena arena;
+  uow__arena_init(&arena);
+  char *text[N];
+  unsigned char *piece[N];
+  char want[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(want, sizeof(want), "user%06d@example.com", i);
+    assert_non_null(text[i] = uow__arena_strndup(&arena, want, strlen(want)));
+    assert_non_null(piece[i] = uow__arena_alloc_raw(&arena, 16));
+    assert_int_equal((uintptr_t)piece[i] % 16, 0);
+    memset(piece[i], i, 16);
+  }
+  assert_int_equal(calls, 1);
+  for (int i = 0; i < N; i++) {
+    snprintf(want, sizeof(want), "user%06d@example.com", i);
+    assert_string_equal(text[i], want);
+    for (int b = 0; b < 16; b++)
+      assert_int_equal(piece[i][b], i);
+  }
+  /* Empty text is a piece of its own too, in the same block. */
+  char *empty = uow__arena_strndup(&arena, "", 0);
+  assert_non_null(empty);
+  assert_string_equal(empty, "");
+  assert_ptr_not_equal(empty, uow__arena_strndup(&arena, "", 0));
+  assert_int_equal(calls, 1);
+  uow__arena_free(&arena);
+  assert_int_equal(live_bytes, 0);
+}
+
 /* ---- the hash map ---- */
 
 enum { ENTRIES = 100000 };
@@ -290,6 +327,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
       cmocka_unit_test_teardown(
           arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece, restore_allocator),
+      cmocka_unit_test_teardown(arena_packs_text_and_aligned_pieces_into_one_block,
+                                restore_allocator),
       cmocka_unit_test(map_finds_every_entry_of_a_big_table),
       cmocka_unit_test(hash_of_bytes_spreads_similar_keys_and_tells_lengths_apart),
       cmocka_unit_test_teardown(map_takes_every_table_from_the_application_allocator,

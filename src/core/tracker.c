@@ -130,10 +130,13 @@ static void bytes_put(const uow_column *col, void *image, const void *data, size
   }
 }
 
-/* bytes_put into a new piece of the unit's memory. */
+/* bytes_put into a new piece of the unit's memory: text wherever it fits,
+ * blob bytes 16-byte aligned, as uow_blobdup gives them. */
 static int bytes_dup(uow_unit *unit, const uow_column *col, void *image, const void *data,
                      size_t size) {
-  char *copy = size < SIZE_MAX ? uow__arena_alloc_raw(&unit->arena, size + 1) : NULL;
+  char *copy = size == SIZE_MAX            ? NULL
+               : col->type == UOW_TEXT ? uow__arena_bytes(&unit->arena, size + 1)
+                                       : uow__arena_alloc_raw(&unit->arena, size + 1);
   if (!copy)
     return UOW_ENOMEM;
   bytes_put(col, image, data, size, copy);

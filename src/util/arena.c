@@ -49,10 +49,10 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
   return block;
 }
 
-void *uow__arena_alloc_block(uow_arena *arena, size_t size) {
+void *uow__arena_alloc_block(uow_arena *arena, size_t size, bool aligned) {
   if (size == 0) /* a piece all the same, as callers tell NULL from memory */
-    return uow__arena_alloc_raw(arena, 1);
-  size_t need = (size + 15) & ~(size_t)15;
+    return aligned ? uow__arena_alloc_raw(arena, 1) : uow__arena_bytes(arena, 1);
+  size_t need = aligned ? (size + 15) & ~(size_t)15 : size;
   if (need < size || need > SIZE_MAX - sizeof(uow_arena_block))
     return NULL; /* the block's size would wrap around */
   uow_arena_block *block = arena_block(arena, need);
@@ -60,8 +60,11 @@ void *uow__arena_alloc_block(uow_arena *arena, size_t size) {
     return NULL;
   block->next = arena->head;
   arena->head = block;
-  arena->next = block->data + need;
+  arena->next = block->data;
   arena->limit = block->data + block->size;
+  if (!aligned)
+    return arena->limit -= need;
+  arena->next += need;
   return block->data;
 }
 
@@ -80,7 +83,7 @@ void *uow__arena_dup(uow_arena *arena, const void *data, size_t size) {
 }
 
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
-  char *p = n + 1 ? uow__arena_alloc_raw(arena, n + 1) : NULL;
+  char *p = n + 1 ? uow__arena_bytes(arena, n + 1) : NULL;
   if (p) {
     memcpy(p, s, n);
     p[n] = '\0';

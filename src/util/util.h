@@ -54,10 +54,12 @@ typedef struct uow_arena {
   size_t next_size;
 } uow_arena;
 void uow__arena_init(uow_arena *arena);
-/* uow__arena_alloc_raw when the newest block is full: allocates in a new one. */
-void *uow__arena_alloc_block(uow_arena *arena, size_t size);
+/* uow__arena_alloc_raw or uow__arena_bytes (`aligned` false) when the newest
+ * block is short: allocates in a new one. */
+void *uow__arena_alloc_block(uow_arena *arena, size_t size, bool aligned);
 /* Not zeroed, 16-byte aligned: for memory the caller writes whole. Inline:
- * a unit takes a piece for every object and string. */
+ * a unit takes a piece for every object. Taken from the bottom of the free
+ * part of the newest block. */
 static inline void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
   size_t need = (size + 15) & ~(size_t)15;
   if (need >= size && need && (uintptr_t)arena->limit - (uintptr_t)arena->next >= need) {
@@ -65,10 +67,21 @@ static inline void *uow__arena_alloc_raw(uow_arena *arena, size_t size) {
     arena->next += need;
     return p;
   }
-  return uow__arena_alloc_block(arena, size);
+  return uow__arena_alloc_block(arena, size, true);
+}
+/* Not zeroed, not aligned: for text, which needs no alignment. Taken from the
+ * top of the free part, so that neither kind of piece pads the other: a
+ * 23-byte string takes 23 bytes, not 32. */
+static inline char *uow__arena_bytes(uow_arena *arena, size_t size) {
+  if (size && (uintptr_t)arena->limit - (uintptr_t)arena->next >= size) {
+    arena->limit -= size;
+    return (char *)arena->limit;
+  }
+  return uow__arena_alloc_block(arena, size, false);
 }
 void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligned; NULL on ENOMEM */
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
+/* `n` bytes of `s` and a NUL, unaligned (uow__arena_bytes). */
 char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
 void uow__arena_free(uow_arena *arena);
 /* Forget every allocation but keep up to `keep` bytes of blocks for reuse. */
