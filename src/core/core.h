@@ -141,19 +141,22 @@ typedef enum uow_record_state {
   UOW_REC_GONE     /* deleted from the store, or a new object dropped by a rollback */
 } uow_record_state;
 
-/* A tracked object: this header, padding, then the user's struct. */
+/* A tracked object: this header, then the user's struct (at map->header,
+ * the header's size rounded up to 16). A unit has one per object, so it is
+ * kept to 48 bytes on 64-bit systems: no padding before the struct. */
 typedef struct uow_record {
   uint32_t magic;
   uow_record_state state;
   const uow_mapping *map;
   uow_unit *unit;
-  size_t seq;     /* creation order in the unit */
-  void *snapshot; /* the struct as the store has it; NULL while new */
-  uint64_t hash;  /* identity map hash of the key */
-  bool in_map;
+  void *snapshot;     /* the struct as the store has it; NULL while new */
+  uint32_t seq;       /* creation order in the unit (uow__record_new caps the count) */
   unsigned undo_mark; /* serial of the savepoint that already saved this record */
   unsigned visit;     /* flush planning mark */
+  bool in_map;        /* in the identity map, under the hash of its snapshot's key */
 } uow_record;
+
+_Static_assert(sizeof(uow_record) <= 48, "a tracked object's header stays within 48 bytes");
 
 #define UOW_RECORD_MAGIC 0x756f7772u
 

@@ -21,6 +21,8 @@ uow_record *uow__record_of(uow_unit *unit, void *object) {
 }
 
 uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra) {
+  if (unit->records.len >= UINT32_MAX)
+    return NULL; /* seq is 32 bits: over 4 billion objects would not fit in memory anyway */
   uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
   if (!slot)
     return NULL;
@@ -34,7 +36,7 @@ uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra
   rec->magic = UOW_RECORD_MAGIC;
   rec->map = map;
   rec->unit = unit;
-  rec->seq = unit->records.len - 1;
+  rec->seq = (uint32_t)(unit->records.len - 1);
   *slot = rec;
   return rec;
 }
@@ -72,9 +74,16 @@ uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_
   return identity_find(unit, map, key, identity_hash(map, key));
 }
 
-/* `hash`: identity_hash of the key in the record's snapshot. */
+/* The identity map's hash of a record: its key as in its snapshot (a key
+ * never changes, so every snapshot of the record has the same one). */
+static uint64_t record_hash(const uow_record *rec) {
+  uow_value key;
+  uow__column_read(&rec->map->entity->columns[rec->map->key], rec->snapshot, &key);
+  return identity_hash(rec->map, &key);
+}
+
+/* `hash`: record_hash(rec), known already. */
 static int identity_put(uow_unit *unit, uow_record *rec, uint64_t hash) {
-  rec->hash = hash;
   int rc = uow__map_put(&unit->identity, hash, rec);
   if (rc == UOW_OK)
     rec->in_map = true;
@@ -82,15 +91,12 @@ static int identity_put(uow_unit *unit, uow_record *rec, uint64_t hash) {
 }
 
 int uow__identity_add(uow_unit *unit, uow_record *rec) {
-  const uow_column *col = &rec->map->entity->columns[rec->map->key];
-  uow_value key;
-  uow__column_read(col, rec->snapshot, &key);
-  return identity_put(unit, rec, identity_hash(rec->map, &key));
+  return identity_put(unit, rec, record_hash(rec));
 }
 
 void uow__identity_remove(uow_unit *unit, uow_record *rec) {
   if (rec->in_map)
-    uow__map_remove(&unit->identity, rec->hash, rec);
+    uow__map_remove(&unit->identity, record_hash(rec), rec);
   rec->in_map = false;
 }
 
@@ -134,7 +140,7 @@ static void bytes_put(const uow_column *col, void *image, const void *data, size
  * blob bytes 16-byte aligned, as uow_blobdup gives them. */
 static int bytes_dup(uow_unit *unit, const uow_column *col, void *image, const void *data,
                      size_t size) {
-  char *copy = size == SIZE_MAX            ? NULL
+  char *copy = size == SIZE_MAX        ? NULL
                : col->type == UOW_TEXT ? uow__arena_bytes(&unit->arena, size + 1)
                                        : uow__arena_alloc_raw(&unit->arena, size + 1);
   if (!copy)
