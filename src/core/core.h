@@ -143,22 +143,20 @@ typedef enum uow_record_state {
 
 /* A tracked object: this header, then the user's struct (at map->header,
  * the header's size rounded up to 16). A unit has one per object, so it is
- * kept to 48 bytes on 64-bit systems: no padding before the struct. */
+ * kept to 32 bytes on 64-bit systems. A pointer the user passes is taken for
+ * an object of the unit only when the unit's record list has this header at
+ * its `seq` (uow__record_of). */
 typedef struct uow_record {
-  uint32_t magic;
-  uow_record_state state;
   const uow_mapping *map;
-  uow_unit *unit;
   void *snapshot;     /* the struct as the store has it; NULL while new */
-  uint32_t seq;       /* creation order in the unit (uow__record_new caps the count) */
+  uint32_t seq;       /* creation order: unit->records[seq] is this record */
   unsigned undo_mark; /* serial of the savepoint that already saved this record */
   unsigned visit;     /* flush planning mark */
+  uint8_t state;      /* uow_record_state */
   bool in_map;        /* in the identity map, under the hash of its snapshot's key */
 } uow_record;
 
-_Static_assert(sizeof(uow_record) <= 48, "a tracked object's header stays within 48 bytes");
-
-#define UOW_RECORD_MAGIC 0x756f7772u
+_Static_assert(sizeof(uow_record) <= 32, "a tracked object's header stays within 32 bytes");
 
 typedef struct uow_event {
   char *topic;

@@ -15,7 +15,9 @@ uow_record *uow__record_of(uow_unit *unit, void *object) {
   /* Every mapping uses the same header size, so the record is at a fixed offset. */
   size_t header = (sizeof(uow_record) + 15) & ~(size_t)15;
   uow_record *rec = (uow_record *)((char *)object - header);
-  if (rec->magic != UOW_RECORD_MAGIC || rec->unit != unit)
+  /* No tracked object of this unit otherwise: one of another unit, or memory
+   * that is not a tracked object at all, is not in this unit's list. */
+  if (rec->seq >= unit->records.len || UOW_VEC_AT(&unit->records, uow_record *, rec->seq) != rec)
     return NULL;
   return rec;
 }
@@ -33,9 +35,7 @@ uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra
     return NULL;
   }
   memset(rec, 0, size);
-  rec->magic = UOW_RECORD_MAGIC;
   rec->map = map;
-  rec->unit = unit;
   rec->seq = (uint32_t)(unit->records.len - 1);
   *slot = rec;
   return rec;
