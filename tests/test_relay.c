@@ -269,6 +269,37 @@ static void a_row_that_is_not_due_holds_back_the_rows_behind_it(void **state) {
   free_recorder(r);
 }
 
+/* Events without a key are heads each, however the relay looks for heads:
+ * after a pass that found fewer heads than its batch (on PostgreSQL the next
+ * then looks for them key by key), keyless events and the rows of every key
+ * still all go in one pass, in the order they were committed. */
+static void keyless_events_and_every_key_go_in_one_pass_after_a_pass_with_few_heads(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "first", "k0", "0", true);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats)); /* 1 head, batch 100 */
+  assert_int_equal(stats.delivered, 1);
+  const char *keys[] = {NULL, "a", NULL, "a", NULL, "b"};
+  char payload[8];
+  for (int i = 0; i < 6; i++) {
+    snprintf(payload, sizeof(payload), "%d", i + 1);
+    emit_one(w->env, "later", keys[i], payload, true);
+  }
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(stats.delivered, 7);
+  assert_int_equal(r->n, 7);
+  for (int i = 1; i <= 6; i++) {
+    snprintf(payload, sizeof(payload), "%d", i);
+    assert_string_equal(r->seen[i].payload, payload);
+  }
+  assert_int_equal(test_count(w->env, "uow_outbox", "state = 0"), 0);
+  free_recorder(r);
+}
+
 static void event_is_dead_after_max_attempts_and_requeue_revives_it(void **state) {
   test_world *w = *state;
   emit_one(w->env, "poison", "p", "x", true);
@@ -559,6 +590,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(a_burst_of_one_key_goes_in_one_pass_in_order, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(a_burst_longer_than_the_batch_goes_batch_by_batch_in_order, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(a_row_that_is_not_due_holds_back_the_rows_behind_it, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(keyless_events_and_every_key_go_in_one_pass_after_a_pass_with_few_heads, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(event_is_dead_after_max_attempts_and_requeue_revives_it, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(delivered_events_are_purged_after_the_retention_period, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(relay_refuses_bad_options_and_sinks, test_setup, test_teardown),

@@ -34,6 +34,11 @@ typedef struct uow_store {
   /* Decision records of units that finished (every participant committed),
    * deleted in this store's next decider transaction; guarded by `lock`. */
   uow_vec finished; /* char * */
+  /* The relay's last claim of events ([0]) and of intents ([1]) on this
+   * store found fewer heads than its batch: the next looks for them key by
+   * key (FIRSTS in relay.c). A hint, read and written atomically by any
+   * relay of the environment. */
+  bool few_heads[2];
 } uow_store;
 
 /* An entity mapped to a store, with what the core derives from its columns. */

@@ -57,6 +57,23 @@ enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STAT
       "e.event_key = uow_outbox.event_key AND e.state = 0 AND e.id < uow_outbox.id)) "             \
       "ORDER BY id LIMIT %u"
 
+/* The same heads, found key by key (PostgreSQL): the first pending row of
+ * each key (a row without a key is its own), when it is due and of the kind.
+ * HEADS reads pending rows in id order and probes the key index at each for
+ * an earlier row of its key, and stops at the batch: few rows read when the
+ * keys are many, the whole backlog when a few keys hold it (100 ms a pass at
+ * 20,000 rows over 100 keys). This reads every pending row once, without
+ * probes (8 to 20 ms there; 20 to 65 ms at 20,000 rows of distinct keys,
+ * where HEADS takes 3): the better plan after a claim that found fewer heads
+ * than its batch, since HEADS then read the whole backlog. The heads come as
+ * an array, so that the plan stays a lookup of each whatever the planner
+ * believes of the table's size (as an IN list, a table not analyzed yet got
+ * a nested loop over the pending rows and the heads: 400 ms). `?`: the kind,
+ * now. */
+#define FIRSTS                                                                                     \
+  DUE " AND id = ANY (ARRAY(SELECT min(e.id) FROM uow_outbox e WHERE e.state = 0 "                 \
+      "GROUP BY e.event_key, CASE WHEN e.event_key IS NULL THEN e.id END)) ORDER BY id LIMIT %u"
+
 /* The rows behind the heads claimed: due, behind nothing that waits, in the
  * heads' keys and not among them. `?`: the kind, now, now; then the keys and
  * the heads' ids fill the two lists, and the room left in the batch its
@@ -184,16 +201,22 @@ static int claim_following(relay *r, uow_store_conn *conn, const uow_value *kind
 /* Claim a batch: with row locks (PostgreSQL) the heads, then the rows behind
  * them; without (SQLite, under the lease) both in one query. */
 static int claim(relay *r, uow_store_conn *conn, bool lock, uow_status *st) {
+  bool intents = r->sink == &r->intents;
+  bool *few = &r->store->few_heads[intents];
   char where[640];
-  if (lock)
-    snprintf(where, sizeof(where), HEADS " FOR UPDATE SKIP LOCKED", r->o.batch);
-  else
+  if (!lock)
     snprintf(where, sizeof(where), CLAIMABLE, r->o.batch);
+  else if (__atomic_load_n(few, __ATOMIC_RELAXED))
+    snprintf(where, sizeof(where), FIRSTS " FOR UPDATE SKIP LOCKED", r->o.batch);
+  else
+    snprintf(where, sizeof(where), HEADS " FOR UPDATE SKIP LOCKED", r->o.batch);
   const int64_t now = uow__now_ms();
-  const uow_value params[3] = {uow_text(r->sink == &r->intents ? "intent" : "event"),
-                               uow_int64(now), uow_int64(now)};
+  const uow_value params[3] = {uow_text(intents ? "intent" : "event"), uow_int64(now),
+                               uow_int64(now)};
   int rc = r->store->ops->read(conn, &uow__outbox_entity, where, params, lock ? 2 : 3, 0,
                                take_event, r, st);
+  if (!rc && lock)
+    __atomic_store_n(few, r->events.len < r->o.batch, __ATOMIC_RELAXED);
   if (!rc && lock && r->events.len && r->events.len < r->o.batch)
     rc = claim_following(r, conn, params, st);
   /* take_event's ENOMEM comes back with no status from the store. */
