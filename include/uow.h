@@ -878,8 +878,9 @@ typedef struct uow_relay_options {
   unsigned max_attempts; /**< Failed deliveries before an event is dead [10]. */
   int64_t backoff_ms;    /**< Delay before the first retry, doubled each time, with jitter [500]. */
   int64_t backoff_max_ms; /**< Longest delay between retries [60000]. */
-  int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days]; < 0:
-                             never. */
+  int64_t retention_ms;   /**< Delivered events are purged this long after delivery [7 days], by
+                             a pass at most once a minute per store (or once per retention
+                             period, when shorter); < 0: never. */
   int64_t lease_ms;       /**< SQLite: how long one relay's lease lasts without renewal [30000]. */
   int64_t poll_ms; /**< uow_relay_run(): longest wait when nothing is pending [200]; on PostgreSQL a
                       commit with events wakes it at once. */
@@ -905,7 +906,8 @@ typedef struct uow_relay_stats {
  * `batch` pending events that are due, hand them to the sink in commit order
  * per key, and mark them delivered, or schedule a retry with exponential
  * backoff and jitter, or set them aside as dead after `max_attempts`. Then
- * purge delivered events past the retention period.
+ * purge delivered events past the retention period (at most once a minute
+ * per store in this environment: see uow_relay_options.retention_ms).
  *
  * Claiming: on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so several relays
  * (threads or processes) share the work and an event is never delivered twice

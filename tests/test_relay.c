@@ -352,6 +352,32 @@ static void delivered_events_are_purged_after_the_retention_period(void **state)
   free_recorder(r);
 }
 
+/* The purge reads every delivered row the outbox keeps, so relays of an
+ * environment run it at most once a minute per store: a row past its
+ * retention right after a purge waits for the next one, which another
+ * environment (another process) may run at once. */
+static void delivered_events_are_purged_at_most_once_a_minute(void **state) {
+  test_world *w = *state;
+  emit_one(w->env, "old", "o", "1", true);
+  recorder *r = new_recorder();
+  uow_sink sink = sink_of(r);
+  uow_relay_options o = quick();
+  o.retention_ms = 3600000; /* an hour: purges a minute apart */
+  uow_relay_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats)); /* delivers, purges nothing */
+  assert_int_equal(stats.delivered, 1);
+  exec_sql(w->env, "UPDATE uow_outbox SET delivered_at = 0"); /* past any retention */
+  EOK(w->env, uow_relay_once(w->env, &sink, &o, &stats));
+  assert_int_equal(stats.purged, 0);
+  assert_int_equal(test_count(w->env, "uow_outbox", NULL), 1);
+  uow_env *other = test_world_other(w, NULL);
+  EOK(other, uow_relay_once(other, &sink, &o, &stats));
+  assert_int_equal(stats.purged, 1);
+  assert_int_equal(test_count(w->env, "uow_outbox", NULL), 0);
+  free_recorder(r);
+}
+
 static void relay_refuses_bad_options_and_sinks(void **state) {
   test_world *w = *state;
   recorder *r = new_recorder();
@@ -593,6 +619,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(keyless_events_and_every_key_go_in_one_pass_after_a_pass_with_few_heads, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(event_is_dead_after_max_attempts_and_requeue_revives_it, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(delivered_events_are_purged_after_the_retention_period, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(delivered_events_are_purged_at_most_once_a_minute, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(relay_refuses_bad_options_and_sinks, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(a_finished_relay_leaves_no_lease_behind, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(two_relays_share_the_work_and_miss_nothing, test_setup, test_teardown),

@@ -39,6 +39,10 @@ typedef struct uow_store {
    * key (FIRSTS in relay.c). A hint, read and written atomically by any
    * relay of the environment. */
   bool few_heads[2];
+  /* When a relay of the environment last purged this store's delivered
+   * events (uow__now_ms), read and written atomically: relay.c purges at most
+   * once a minute. */
+  int64_t purged_at;
 } uow_store;
 
 /* An entity mapped to a store, with what the core derives from its columns. */

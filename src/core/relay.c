@@ -37,6 +37,12 @@ enum { DEFAULT_BATCH = 100, MAX_BATCH = 1000, DEFAULT_ATTEMPTS = 10 };
 #define DEFAULT_RETENTION_MS (7LL * 24 * 3600 * 1000)
 #define DEFAULT_LEASE_MS 30000
 #define DEFAULT_POLL_MS 200
+/* Delivered events are purged at most this often (or once per retention
+ * period, when shorter): they go 7 days after delivery by default, and the
+ * purge reads every delivered row the outbox keeps. Each pass did it before,
+ * which cost more than the pass's own work once tens of thousands of rows
+ * were kept. */
+#define PURGE_EVERY_MS 60000
 
 /* Column positions in uow__outbox_entity. */
 enum { C_ID, C_UNIT, C_SEQ, C_KIND, C_TOPIC, C_KEY, C_PAYLOAD, C_CREATED, C_STATE, C_ATTEMPTS };
@@ -351,12 +357,17 @@ static int take_lease(uow_store *store, uow_store_conn *conn, void *ctx, uow_sta
 static int purge_and_count(uow_store *store, uow_store_conn *conn, void *ctx, uow_status *st) {
   relay *r = ctx;
   int rc = UOW_OK;
-  if (r->o.retention_ms >= 0) {
-    const uow_value before = uow_int64(uow__now_ms() - r->o.retention_ms);
+  const int64_t now = uow__now_ms();
+  const int64_t every = r->o.retention_ms < PURGE_EVERY_MS ? r->o.retention_ms : PURGE_EVERY_MS;
+  if (r->o.retention_ms >= 0 &&
+      now - __atomic_load_n(&store->purged_at, __ATOMIC_RELAXED) >= every) {
+    const uow_value before = uow_int64(now - r->o.retention_ms);
     int64_t purged = 0;
     rc = store->ops->exec(conn, "DELETE FROM uow_outbox WHERE state = 1 AND delivered_at < ?",
                           &before, 1, &purged, st);
     r->stats->purged += (uint64_t)purged;
+    if (!rc)
+      __atomic_store_n(&store->purged_at, now, __ATOMIC_RELAXED);
   }
   int64_t backlog = 0;
   if (!rc)
