@@ -53,7 +53,6 @@ typedef struct uow_mapping {
   size_t key;     /* index of the primary key column */
   size_t version; /* index of the version column, or SIZE_MAX */
   unsigned depth; /* 0 for an entity that references nothing; parents are shallower */
-  size_t header;  /* bytes before the object in a record (aligned) */
   bool parents;   /* a reference column has a parent pointer member */
   uint64_t bytes; /* bit i: column i is text or a blob, whose bytes live apart */
 } uow_mapping;
@@ -150,11 +149,10 @@ typedef enum uow_record_state {
   UOW_REC_GONE     /* deleted from the store, or a new object dropped by a rollback */
 } uow_record_state;
 
-/* A tracked object: this header, then the user's struct (at map->header,
- * the header's size rounded up to 16). A unit has one per object, so it is
- * kept to 32 bytes on 64-bit systems. A pointer the user passes is taken for
- * an object of the unit only when the unit's record list has this header at
- * its `seq` (uow__record_of). */
+/* A tracked object: this header, then the user's struct (UOW_RECORD_HEADER
+ * bytes on). A unit has one per object, so it is kept to 32 bytes on 64-bit
+ * systems. A pointer the user passes is taken for an object of the unit only
+ * when the unit's record list has this header at its `seq` (uow__record_of). */
 typedef struct uow_record {
   const uow_mapping *map;
   void *snapshot;     /* the struct as the store has it; NULL while new */
@@ -166,6 +164,10 @@ typedef struct uow_record {
 } uow_record;
 
 _Static_assert(sizeof(uow_record) <= 32, "a tracked object's header stays within 32 bytes");
+
+/* Bytes from a record to its object: the same for every entity, and a
+ * multiple of the arena's alignment, so that the object is as aligned. */
+#define UOW_RECORD_HEADER ((sizeof(uow_record) + 15) & ~(size_t)15)
 
 typedef struct uow_event {
   char *topic;
@@ -284,7 +286,7 @@ int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_st
 
 /* Tracker (tracker.c). */
 static inline void *uow__record_object(const uow_record *rec) {
-  return (char *)rec + rec->map->header;
+  return (char *)rec + UOW_RECORD_HEADER;
 }
 uow_record *uow__record_of(uow_unit *unit, void *object);
 /* A new record with its object zeroed, and `extra` bytes of the unit's

@@ -390,7 +390,6 @@ int uow_env_map(uow_env *env, const uow_entity *entity, const char *store_name) 
   map->key = key;
   map->version = version;
   map->depth = depth;
-  map->header = (sizeof(uow_record) + 15) & ~(size_t)15;
   for (size_t i = 0; i < entity->ncolumns; i++) {
     const uow_column *col = &entity->columns[i];
     map->parents |= col->references && col->parent_offset != UOW_NO_MEMBER;

@@ -12,9 +12,7 @@
 uow_record *uow__record_of(uow_unit *unit, void *object) {
   if (!object)
     return NULL;
-  /* Every mapping uses the same header size, so the record is at a fixed offset. */
-  size_t header = (sizeof(uow_record) + 15) & ~(size_t)15;
-  uow_record *rec = (uow_record *)((char *)object - header);
+  uow_record *rec = (uow_record *)((char *)object - UOW_RECORD_HEADER);
   /* No tracked object of this unit otherwise: one of another unit, or memory
    * that is not a tracked object at all, is not in this unit's list. */
   if (rec->seq >= unit->records.len || UOW_VEC_AT(&unit->records, uow_record *, rec->seq) != rec)
@@ -28,7 +26,7 @@ uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra
   uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
   if (!slot)
     return NULL;
-  size_t size = map->header + map->entity->size;
+  size_t size = UOW_RECORD_HEADER + map->entity->size;
   uow_record *rec = size + extra >= size ? uow__arena_alloc_raw(&unit->arena, size + extra) : NULL;
   if (!rec) {
     unit->records.len--;
@@ -280,7 +278,7 @@ static uint64_t row_bytes(const uow_mapping *map, const uow_value *row) {
 
 /* Where the snapshot of a record loaded from a row begins, from the record. */
 static size_t row_snapshot_at(const uow_mapping *map) {
-  return (map->header + map->entity->size + 15) & ~(size_t)15;
+  return (UOW_RECORD_HEADER + map->entity->size + 15) & ~(size_t)15;
 }
 
 /* What a record loaded from `row` needs after its object: the snapshot
@@ -288,7 +286,7 @@ static size_t row_snapshot_at(const uow_mapping *map) {
  * (the object's and the snapshot's), each with a terminating or spare byte;
  * 0 if that does not fit in a size_t. */
 static size_t row_extra(const uow_mapping *map, const uow_value *row, uint64_t bytes) {
-  size_t extra = row_snapshot_at(map) - map->header;
+  size_t extra = row_snapshot_at(map) - UOW_RECORD_HEADER;
   for (uint64_t m = bytes; m; m &= m - 1) {
     size_t size = row[__builtin_ctzll(m)].v.bytes.size;
     if (size > SIZE_MAX / 4 || extra + 2 * (size + 1) < extra)
