@@ -6,7 +6,8 @@ table that `make bench` prints and the charts it writes.
 
 RESULTS holds lines `result IMPL WORKLOAD STORE VALUE UNIT` and
 `na IMPL WORKLOAD STORE REASON...` (bench/bench.h), one per run: the best run
-of each (implementation, workload, store) is kept. Workloads W1-W4 make the
+of each (implementation, workload, store) makes the table, and libuow's ratio
+to the fastest raw C program of each round is listed under it. Workloads W1-W4 make the
 main table; R1 and R2 (bench_relay: the relay and Redis intents, libuow only)
 a small table of their own. SCALE holds the lines of `bench_uow scale`. The table goes to stdout and OUTDIR/table.txt; the charts
 (gnuplot, when installed) to OUTDIR/bench-workloads.png and
@@ -53,6 +54,55 @@ def read_results(path):
                 value = value if better else old[0]
             best[key] = (value, unit, runs)
     return best
+
+
+def read_rounds(path):
+    """{(impl, workload, store): [value or None, ...]}: every run's figure, in
+    the order of the file. run.sh runs every program once per round, in turn,
+    so the i-th figure of each key comes from round i."""
+    rounds = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 4 or parts[0] not in ("result", "na"):
+                continue
+            value = float(parts[4]) if parts[0] == "result" and len(parts) >= 6 else None
+            unit = parts[5] if value is not None else None
+            rounds.setdefault((parts[1], parts[2], parts[3]), []).append((value, unit))
+    return rounds
+
+
+def paired_text(rounds):
+    """libuow's ratio to the fastest raw C program of the same round, round by
+    round, and their median: the best runs of two programs may come from
+    different rounds, and on a noisy machine the best-run ratio moves with
+    whichever program had the luckiest run."""
+    out = []
+    for workload, _ in WORKLOADS:
+        for store in STORES[workload]:
+            mine = rounds.get(("libuow", workload, store), [])
+            ratios = []
+            for i, (value, unit) in enumerate(mine):
+                raw = [seconds_per_item(*rounds[(impl, workload, store)][i])
+                       for impl in IMPLS if impl in RAW_C
+                       and i < len(rounds.get((impl, workload, store), []))
+                       and rounds[(impl, workload, store)][i][0] is not None]
+                if value is not None and raw:
+                    ratios.append(seconds_per_item(value, unit) / min(raw))
+            if len(ratios) < 2:
+                continue
+            ordered = sorted(ratios)
+            middle = len(ordered) // 2
+            median = ordered[middle] if len(ordered) % 2 else (
+                ordered[middle - 1] + ordered[middle]) / 2
+            each = " ".join(f"{r:.2f}" for r in ratios)
+            out.append(f"{workload} {store}".ljust(15) + f"{median:.2f}x".ljust(10)
+                       + f"{each}   (target <= {TARGETS[workload]:.2f}x)")
+    if not out:
+        return []
+    return ["", "libuow / fastest raw C of the same round (each round runs every program once, "
+            "in turn):", "", "figure".ljust(15) + "median".ljust(10) + "round by round",
+            "-" * 60] + out
 
 
 def seconds_per_item(value, unit):
@@ -317,6 +367,7 @@ def main(argv):
               f"fastest raw C program for that workload and store (1.00x = as fast).")
     rows, ratios = build_rows(best)
     lines = table_text(rows, header)
+    lines += paired_text(read_rounds(results))
     lines += relay_text(best)
     points, problems = read_scale(scale)
     lines += scale_text(points, problems)
