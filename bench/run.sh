@@ -5,7 +5,8 @@
 # (scripts/redis-test-server.sh), both stopped on exit whatever happens, then
 # runs each workload on each store for libuow and for the references, each run
 # on a fresh SQLite file and a fresh PostgreSQL database, REPEAT times
-# round-robin (the best run counts), with libuow's relay and Redis-intent
+# round-robin (the best run counts; each round starts a figure's programs
+# with another one), with libuow's relay and Redis-intent
 # measurements (R1, R2: bench_relay) in the same rounds, then libuow's
 # tracked-entity scaling run, and prints the tables (bench/report.py), which
 # also writes the charts.
@@ -175,14 +176,29 @@ run_relay() {
   done <<<"$lines"
 }
 
+# rotated N WORD...: the words, the first N-1 of them moved to the end. Each
+# round runs the programs of a figure in another order, so that none is
+# always the first to meet the server after other work (the server's start,
+# or the relay runs of the round before): in one make bench where libuow
+# always ran first, its W1 on PostgreSQL was 1.6x slower in all three rounds,
+# and 1.0x when run after the others.
+rotated() {
+  local n=$1
+  shift
+  local k=$(((n - 1) % $#))
+  echo "${@:k+1}" "${@:1:k}"
+}
+
 say "sizes: $([ "$QUICK" != 0 ] && echo quick || echo full); $REPEAT run(s) per figure"
 for ((rep = 1; rep <= REPEAT; rep++)); do
   say "run $rep of $REPEAT"
   for workload in W1 W2 W3; do
-    for impl in libuow sqlite-c sqlalchemy; do run "$workload" sqlite "$impl"; done
-    for impl in libuow libpq libpq-pipeline sqlalchemy; do run "$workload" pg "$impl"; done
+    for impl in $(rotated $rep libuow sqlite-c sqlalchemy); do run "$workload" sqlite "$impl"; done
+    for impl in $(rotated $rep libuow libpq libpq-pipeline sqlalchemy); do
+      run "$workload" pg "$impl"
+    done
   done
-  for impl in libuow raw-2pc sqlalchemy; do run W4 sqlite+pg "$impl"; done
+  for impl in $(rotated $rep libuow raw-2pc sqlalchemy); do run W4 sqlite+pg "$impl"; done
   if [ "$RELAY" != 0 ]; then
     for store in sqlite pg; do
       for batch in 100 1000; do
