@@ -361,8 +361,9 @@ def main(argv):
     results, scale, outdir = argv[1:]
     best = read_results(results)
     # R1-commit and R2-units are measured by both batches' runs: not counted here.
-    runs = max((v[2] for k, v in best.items() if k[1][:1] == "W"),
-               default=max((v[2] for v in best.values()), default=0))
+    counts = [v[2] for k, v in best.items() if k[1][:1] == "W"] or [
+        v[2] for v in best.values()] or [0]
+    runs = f"{max(counts)}" if min(counts) == max(counts) else f"{min(counts)} to {max(counts)}"
     header = (f"libuow benchmark - best of {runs} run(s) per figure; ratio = time / time of the "
               f"fastest raw C program for that workload and store (1.00x = as fast).")
     rows, ratios = build_rows(best)
