@@ -32,44 +32,37 @@ def lower_is_better(unit):
     return unit == "ms"
 
 
-def read_results(path):
-    """{(impl, workload, store): (value, unit, runs) or (None, reason, runs)}"""
-    best = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 4 or parts[0] not in ("result", "na"):
-                continue
-            key = (parts[1], parts[2], parts[3])
-            old = best.get(key)
-            runs = (old[2] if old else 0) + 1
-            if parts[0] == "na":
-                reason = " ".join(parts[4:]) or "no reason given"
-                best[key] = (old[0], old[1], runs) if old and old[0] is not None else (
-                    None, reason, runs)
-                continue
-            value, unit = float(parts[4]), parts[5]
-            if old and old[0] is not None:
-                better = value < old[0] if lower_is_better(unit) else value > old[0]
-                value = value if better else old[0]
-            best[key] = (value, unit, runs)
-    return best
-
-
 def read_rounds(path):
-    """{(impl, workload, store): [value or None, ...]}: every run's figure, in
-    the order of the file. run.sh runs every program once per round, in turn,
-    so the i-th figure of each key comes from round i."""
+    """{(impl, workload, store): [(value, unit) or (None, reason), ...]}: every
+    run's figure, in the order of the file. run.sh runs every program once per
+    round, in turn, so the i-th figure of each key comes from round i."""
     rounds = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             parts = line.split()
             if len(parts) < 4 or parts[0] not in ("result", "na"):
                 continue
-            value = float(parts[4]) if parts[0] == "result" and len(parts) >= 6 else None
-            unit = parts[5] if value is not None else None
-            rounds.setdefault((parts[1], parts[2], parts[3]), []).append((value, unit))
+            if parts[0] == "result" and len(parts) >= 6:
+                run = (float(parts[4]), parts[5])
+            else:
+                run = (None, " ".join(parts[4:]) or "no reason given")
+            rounds.setdefault((parts[1], parts[2], parts[3]), []).append(run)
     return rounds
+
+
+def read_results(path):
+    """{(impl, workload, store): (value, unit, runs) or (None, reason, runs)}:
+    the best run of each, or the last reason when none gave a figure."""
+    best = {}
+    for key, runs in read_rounds(path).items():
+        figures = [(value, unit) for value, unit in runs if value is not None]
+        if not figures:
+            best[key] = (None, runs[-1][1], len(runs))
+            continue
+        unit = figures[0][1]
+        pick = min if lower_is_better(unit) else max
+        best[key] = (pick(value for value, _ in figures), unit, len(runs))
+    return best
 
 
 def paired_text(rounds):
@@ -280,8 +273,10 @@ def scale_text(points, problems):
         out.append(f"At {big['n']:,} entities: insert commit {big['insert']:.0f} ms, load "
                    f"{big['load']:.0f} ms, flush with nothing changed {big['flush']:.0f} ms, "
                    f"commit with 10% changed {big['commit']:.0f} ms.")
-        out.append("Bytes are what the library asked its allocator for (uow_set_allocator), "
-                   "per tracked entity.")
+        out.append("Bytes are what the library holds from its allocator (uow_set_allocator), "
+                   "per tracked entity: for")
+        out.append("loaded ones, counting what the environment kept from the unit before "
+                   "(up to 8 MiB) and handed on.")
     for problem in problems:
         out.append(f"scale: n/a ({problem})")
     return out

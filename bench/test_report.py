@@ -43,12 +43,15 @@ class PairedRatios(unittest.TestCase):
     def tearDown(self):
         os.unlink(self.path)
 
-    def test_each_round_is_paired_with_the_fastest_raw_c_of_that_round(self):
+    def paired(self, figure):
+        """The lines of the round-by-round table for `figure` ("W1 sqlite")."""
         lines = report.paired_text(report.read_rounds(self.path))
-        w1 = [line for line in lines if line.startswith("W1 sqlite")]
-        self.assertEqual(len(w1), 1, lines)
-        self.assertEqual(w1[0].split()[2], "1.10x")
-        self.assertIn("1.25 1.05 1.10", w1[0])
+        return [line for line in lines if line.startswith(figure)]
+
+    def test_each_round_is_paired_with_the_fastest_raw_c_of_that_round(self):
+        [w1] = self.paired("W1 sqlite")
+        self.assertEqual(w1.split()[2], "1.10x")
+        self.assertIn("1.25 1.05 1.10", w1)
 
     def test_the_table_keeps_the_ratio_of_the_best_runs(self):
         rows, ratios = report.build_rows(report.read_results(self.path))
@@ -56,15 +59,12 @@ class PairedRatios(unittest.TestCase):
 
     def test_a_failed_run_keeps_its_round(self):
         # W3 pg: libuow failed in round 1, so 12/20 and 15/10, not 12/10 and 15/20.
-        lines = report.paired_text(report.read_rounds(self.path))
-        w3 = [line for line in lines if line.startswith("W3 pg")]
-        self.assertEqual(len(w3), 1, lines)
-        self.assertEqual(w3[0].split()[2], "1.05x")
-        self.assertIn("0.60 1.50", w3[0])
+        [w3] = self.paired("W3 pg")
+        self.assertEqual(w3.split()[2], "1.05x")
+        self.assertIn("0.60 1.50", w3)
 
     def test_a_figure_with_fewer_than_two_paired_rounds_is_left_out(self):
-        lines = report.paired_text(report.read_rounds(self.path))
-        self.assertFalse([line for line in lines if line.startswith("W2 pg")], lines)
+        self.assertEqual(self.paired("W2 pg"), [])
 
 
 if __name__ == "__main__":
