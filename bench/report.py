@@ -7,9 +7,10 @@ table that `make bench` prints and the charts it writes.
 RESULTS holds lines `result IMPL WORKLOAD STORE VALUE UNIT` and
 `na IMPL WORKLOAD STORE REASON...` (bench/bench.h), one per run: the best run
 of each (implementation, workload, store) makes the table, and libuow's ratio
-to the fastest raw C program of each round is listed under it. Workloads W1-W4 make the
-main table; R1 and R2 (bench_relay: the relay and Redis intents, libuow only)
-a small table of their own. SCALE holds the lines of `bench_uow scale`. The table goes to stdout and OUTDIR/table.txt; the charts
+to the fastest raw C program of each round is listed under it. Workloads
+W1-W4 make the main table; R1 and R2 (bench_relay: the relay and Redis
+intents, libuow only) a small table of their own. SCALE holds the lines of
+`bench_uow scale`. The table goes to stdout and OUTDIR/table.txt; the charts
 (gnuplot, when installed) to OUTDIR/bench-workloads.png and
 OUTDIR/bench-scaling.png. Only the Python standard library is used.
 """

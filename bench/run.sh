@@ -192,9 +192,9 @@ run_relay() {
 # rotated N WORD...: the words, the first N-1 of them moved to the end. Each
 # round runs the programs of a figure in another order, so that none is
 # always the first to meet the server after other work (the server's start,
-# or the relay runs of the round before): in one make bench where libuow
-# always ran first, its W1 on PostgreSQL was 1.6x slower in all three rounds,
-# and 1.0x when run after the others.
+# or the relay runs of the round before). In one make bench where libuow
+# always ran first, its W1 on PostgreSQL was 1.6x slower than libpq's
+# pipeline in all three rounds; rotated, and after warm_up_pg, 0.74x-1.07x.
 rotated() {
   local n=$1
   shift
