@@ -16,6 +16,7 @@ OUTDIR/bench-scaling.png. Only the Python standard library is used.
 """
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -75,22 +76,19 @@ def paired_text(rounds):
     for workload, _ in WORKLOADS:
         for store in STORES[workload]:
             mine = rounds.get(("libuow", workload, store), [])
+            raw_runs = [rounds[(impl, workload, store)] for impl in IMPLS
+                        if impl in RAW_C and (impl, workload, store) in rounds]
             ratios = []
             for i, (value, unit) in enumerate(mine):
-                raw = [seconds_per_item(*rounds[(impl, workload, store)][i])
-                       for impl in IMPLS if impl in RAW_C
-                       and i < len(rounds.get((impl, workload, store), []))
-                       and rounds[(impl, workload, store)][i][0] is not None]
+                raw = [seconds_per_item(*runs[i]) for runs in raw_runs
+                       if i < len(runs) and runs[i][0] is not None]
                 if value is not None and raw:
                     ratios.append(seconds_per_item(value, unit) / min(raw))
             if len(ratios) < 2:
                 continue
-            ordered = sorted(ratios)
-            middle = len(ordered) // 2
-            median = ordered[middle] if len(ordered) % 2 else (
-                ordered[middle - 1] + ordered[middle]) / 2
             each = " ".join(f"{r:.2f}" for r in ratios)
-            out.append(f"{workload} {store}".ljust(15) + f"{median:.2f}x".ljust(10)
+            out.append(f"{workload} {store}".ljust(15)
+                       + f"{statistics.median(ratios):.2f}x".ljust(10)
                        + f"{each}   (target <= {TARGETS[workload]:.2f}x)")
     if not out:
         return []
