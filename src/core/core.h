@@ -295,8 +295,12 @@ uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra
 uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key);
 int uow__identity_add(uow_unit *unit, uow_record *rec);
 void uow__identity_remove(uow_unit *unit, uow_record *rec);
-/* Save what a record is before a change, when a savepoint needs it. */
-int uow__record_touch(uow_unit *unit, uow_record *rec);
+/* Save what a record is before a change, when a savepoint needs it: with
+ * one open (uow__record_save); inline, as most units have none. */
+int uow__record_save(uow_unit *unit, uow_record *rec);
+static inline int uow__record_touch(uow_unit *unit, uow_record *rec) {
+  return unit->savepoints.len ? uow__record_save(unit, rec) : UOW_OK;
+}
 /* Copy the object as it is now into a new snapshot. */
 int uow__record_snapshot(uow_unit *unit, uow_record *rec);
 /* Set a member from a store value, copying text and blobs into the unit. */

@@ -98,9 +98,7 @@ void uow__identity_remove(uow_unit *unit, uow_record *rec) {
   rec->in_map = false;
 }
 
-int uow__record_touch(uow_unit *unit, uow_record *rec) {
-  if (!unit->savepoints.len)
-    return UOW_OK;
+int uow__record_save(uow_unit *unit, uow_record *rec) {
   const uow_savepoint_mark *sp =
       &UOW_VEC_AT(&unit->savepoints, uow_savepoint_mark, unit->savepoints.len - 1);
   /* Created after the savepoint: rolling back drops it whole, nothing to save. */

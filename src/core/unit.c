@@ -364,17 +364,20 @@ int uow__unit_join(uow_unit *unit, uow_store *store, unsigned flags, uow_unit_st
 
 /* ---- reading ---- */
 
-static const uow_mapping *mapping(uow_unit *unit, const uow_entity *entity, const char *verb) {
-  /* Units make many objects of one entity in a row: the last answer first. */
-  const uow_mapping *map = unit->last_map;
-  if (map && map->entity == entity)
-    return map;
-  map = entity ? uow__env_mapping(unit->env, entity) : NULL;
+static const uow_mapping *find_mapping(uow_unit *unit, const uow_entity *entity, const char *verb) {
+  const uow_mapping *map = entity ? uow__env_mapping(unit->env, entity) : NULL;
   if (!map)
     uow__unit_error(unit, UOW_EINVAL, "%s: entity %s is not mapped to a store", verb,
                     entity && entity->name ? entity->name : "(null)");
   unit->last_map = map ? map : unit->last_map;
   return map;
+}
+
+/* Units make many objects of one entity in a row: the last answer first. */
+static inline const uow_mapping *mapping(uow_unit *unit, const uow_entity *entity,
+                                         const char *verb) {
+  const uow_mapping *map = unit->last_map;
+  return map && map->entity == entity ? map : find_mapping(unit, entity, verb);
 }
 
 int uow_get(uow_unit *unit, const uow_entity *entity, const void *key, void **out) {
@@ -663,9 +666,14 @@ int uow_delete(uow_unit *unit, void *object) {
 char *uow_strdup(uow_unit *unit, const char *s) {
   if (!s || usable(unit, "strdup"))
     return NULL;
-  char *copy = uow__arena_strndup(&unit->arena, s, strlen(s));
+  /* The string and its NUL in one copy: programs call this for every text
+   * member of every object they make. */
+  size_t size = strlen(s) + 1;
+  char *copy = uow__arena_bytes(&unit->arena, size);
   if (!copy)
     uow__unit_error(unit, UOW_ENOMEM, "strdup: out of memory");
+  else
+    memcpy(copy, s, size);
   return copy;
 }
 
