@@ -1,9 +1,11 @@
 /*
  * test_util.c - the library's own memory: the unit arena (src/util/arena.c).
- * Its blocks grow from 4 KiB to 1 MiB; blocks of 64 KiB and more come from
- * mmap with their pages in place when the C library's allocator is in use,
- * and from the application's allocator, like every other byte, when one is
- * set with uow_set_allocator. The hash map's tables do the same.
+ * Its blocks grow from 4 KiB to 512 KiB, then come 2 MiB at a time; blocks
+ * of 64 KiB and more come from mmap with their pages in place when the C
+ * library's allocator is in use (those of 2 MiB on transparent huge pages
+ * where the system has them), and from the application's allocator, like
+ * every other byte, when one is set with uow_set_allocator. The hash map's
+ * tables do the same.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -238,6 +240,69 @@ static void arena_packs_text_and_aligned_pieces_into_one_block(void **state) {
   assert_int_equal(live_bytes, 0);
 }
 
+/* The mapping of /proc/self/smaps that holds `addr`: its bounds, and
+ * whether it may take transparent huge pages (THPeligible). False when the
+ * system has no such file. */
+static bool mapping_of(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *thp) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f)
+    return false;
+  char line[512];
+  bool found = false;
+  *thp = -1;
+  while (fgets(line, sizeof(line), f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
+      if (found)
+        break; /* the next mapping */
+      found = addr >= lo && addr < hi;
+      *start = lo;
+      *end = hi;
+    } else if (found) {
+      sscanf(line, "THPeligible: %d", thp);
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+/* Whether the system gives huge pages to memory marked with MADV_HUGEPAGE. */
+static bool huge_pages_on_request(void) {
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  char mode[128] = "";
+  if (f) {
+    if (!fgets(mode, sizeof(mode), f))
+      mode[0] = '\0';
+    fclose(f);
+  }
+  return strstr(mode, "[always]") || strstr(mode, "[madvise]");
+}
+
+/* A unit past a megabyte takes 2 MiB blocks: each a mapping of its own that
+ * starts on a 2 MiB boundary (the slack mapped to find one is given back),
+ * marked for huge pages, whole and writable. */
+static void arena_takes_memory_past_a_mebibyte_in_2mib_huge_page_blocks(void **state) {
+  (void)state;
+  uow_arena arena;
+  uow__arena_init(&arena);
+  unsigned char *last = NULL;
+  for (size_t used = 0; used < (3u << 20); used += 4000)
+    assert_non_null(last = uow__arena_alloc_raw(&arena, 4000));
+  uintptr_t block = (uintptr_t)arena.head;
+  assert_int_equal(block % UOW_HUGE, 0);
+  assert_true((uintptr_t)last > block && (uintptr_t)last < block + UOW_HUGE);
+  memset(last, 0xa5, block + UOW_HUGE - (uintptr_t)last); /* up to its very end, ours */
+  uintptr_t start, end;
+  int thp;
+  if (mapping_of(block, &start, &end, &thp)) {
+    assert_true(start <= block && end >= block + UOW_HUGE);
+    assert_int_equal((end - start) % UOW_HUGE, 0); /* no slack left mapped around it */
+    if (huge_pages_on_request())
+      assert_int_equal(thp, 1);
+  }
+  uow__arena_free(&arena);
+}
+
 /* ---- the hash map ---- */
 
 enum { ENTRIES = 100000 };
@@ -325,6 +390,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(arena_recycle_reuses_kept_blocks_and_frees_the_rest,
                                 restore_allocator),
       cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
+      cmocka_unit_test(arena_takes_memory_past_a_mebibyte_in_2mib_huge_page_blocks),
       cmocka_unit_test_teardown(
           arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece, restore_allocator),
       cmocka_unit_test_teardown(arena_packs_text_and_aligned_pieces_into_one_block,

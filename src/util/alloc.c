@@ -4,7 +4,8 @@
  * use it to fail each allocation in turn). This is the only file that may
  * call malloc, realloc and free.
  */
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_POPULATE, MADV_HUGEPAGE */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -61,14 +62,50 @@ char *uow__strndup(const char *s, size_t n) {
 
 char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL; }
 
+#if defined(MADV_HUGEPAGE)
+/* `whole` bytes (a multiple of UOW_HUGE) on transparent huge pages: mapped
+ * with room to spare, trimmed to a UOW_HUGE boundary, then marked. A unit
+ * that fills megabytes then takes one fault per 2 MiB instead of 512 (on a
+ * virtual machine with shadow page tables, microseconds each: a 20,000-row
+ * load spent an eighth of its time there). Where the system has no huge
+ * pages for it, the marking does nothing and the pages are the usual ones. */
+static void *huge_alloc(size_t whole) {
+  if (whole > SIZE_MAX - UOW_HUGE)
+    return NULL;
+  size_t span = whole + UOW_HUGE;
+  char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED)
+    return NULL;
+  char *p = (char *)(((uintptr_t)raw + UOW_HUGE - 1) & ~(uintptr_t)(UOW_HUGE - 1));
+  size_t head = (size_t)(p - raw);
+  if (head)
+    munmap(raw, head);
+  if (span - head > whole)
+    munmap(p + whole, span - head - whole);
+  madvise(p, whole, MADV_HUGEPAGE);
+#if defined(MADV_POPULATE_WRITE)
+  /* In place now, as MAP_POPULATE would; a kernel without it (before 5.14)
+   * refuses, and the pages come at first touch. */
+  madvise(p, whole, MADV_POPULATE_WRITE);
+#endif
+  return p;
+}
+#endif
+
 /* Fresh pages for a big block, all in place; NULL when not possible. */
 static void *pages_alloc(size_t *size) {
 #if defined(MAP_ANONYMOUS) && defined(MAP_POPULATE)
   if (malloc_hook != malloc || *size < UOW_BIG_MIN || *size > SIZE_MAX / 2)
     return NULL; /* an allocator of the application's sees every byte */
   size_t whole = (*size + UOW_PAGE - 1) & ~(size_t)(UOW_PAGE - 1);
-  void *p =
-      mmap(NULL, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void *p = NULL;
+#if defined(MADV_HUGEPAGE)
+  if (whole % UOW_HUGE == 0)
+    p = huge_alloc(whole);
+#endif
+  if (!p)
+    p = mmap(NULL, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+             0);
   if (p == MAP_FAILED)
     return NULL;
   *size = whole;

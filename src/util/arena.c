@@ -14,7 +14,10 @@ struct uow_arena_block {
   _Alignas(16) unsigned char data[];
 };
 
-enum { ARENA_FIRST_BLOCK = 4096, ARENA_MAX_BLOCK = 1 << 20 };
+/* Block sizes, their header included: from ARENA_FIRST_BLOCK, doubling up to
+ * ARENA_LAST_SMALL, then UOW_HUGE, the size of a huge page (see
+ * uow__big_alloc): a unit past a megabyte takes its memory 2 MiB at a time. */
+enum { ARENA_FIRST_BLOCK = 4096, ARENA_LAST_SMALL = 512 << 10 };
 
 void uow__arena_init(uow_arena *arena) {
   arena->next = arena->limit = NULL;
@@ -33,19 +36,22 @@ static uow_arena_block *arena_block(uow_arena *arena, size_t need) {
       return block;
     }
   }
-  size_t want = arena->next_size;
-  if (want < need)
-    want = need;
+  /* A block of whole pages, the header in the first: no page mapped for a
+   * few bytes over. A piece bigger than the next block gets one its size. */
+  size_t bytes = arena->next_size;
+  if (bytes - sizeof(uow_arena_block) < need)
+    bytes = sizeof(uow_arena_block) + need;
   /* A big block is used page after page, soon: its pages come in place. */
-  size_t bytes = sizeof(uow_arena_block) + want;
   bool paged;
   uow_arena_block *block = uow__big_alloc(&bytes, false, &paged);
   if (!block)
     return NULL;
   block->size = bytes - sizeof(*block);
   block->paged = paged;
-  if (arena->next_size < ARENA_MAX_BLOCK)
+  if (arena->next_size < ARENA_LAST_SMALL)
     arena->next_size *= 2;
+  else
+    arena->next_size = UOW_HUGE;
   return block;
 }
 

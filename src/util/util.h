@@ -38,9 +38,10 @@ char *uow__strndup(const char *s, size_t n);
  * rounded up to whole pages of UOW_PAGE bytes (at least the system's page
  * size is then mapped). Otherwise (smaller, an allocator set with
  * uow_set_allocator, or the system refuses) uow__malloc, or uow__calloc when
- * `zeroed`. *paged says which; NULL on ENOMEM. Release with uow__big_free,
- * with the size asked for or the one returned. */
-enum { UOW_BIG_MIN = 64 << 10, UOW_PAGE = 4096 };
+ * `zeroed`. A multiple of UOW_HUGE bytes goes on transparent huge pages where
+ * the system has them. *paged says which; NULL on ENOMEM. Release with
+ * uow__big_free, with the size asked for or the one returned. */
+enum { UOW_BIG_MIN = 64 << 10, UOW_PAGE = 4096, UOW_HUGE = 2 << 20 };
 void *uow__big_alloc(size_t *size, bool zeroed, bool *paged);
 void uow__big_free(void *p, size_t size, bool paged);
 
