@@ -1,6 +1,6 @@
 /*
  * test_util.c - the library's own memory: the unit arena (src/util/arena.c).
- * Its blocks grow from 4 KiB to 512 KiB, then come 2 MiB at a time; blocks
+ * Its blocks grow from 4 KiB to 128 KiB, then come 2 MiB at a time; blocks
  * of 64 KiB and more come from mmap with their pages in place when the C
  * library's allocator is in use (those of 2 MiB on transparent huge pages
  * where the system has them), and from the application's allocator, like
@@ -278,10 +278,10 @@ static bool huge_pages_on_request(void) {
   return strstr(mode, "[always]") || strstr(mode, "[madvise]");
 }
 
-/* A unit past a megabyte takes 2 MiB blocks: each a mapping of its own that
+/* A unit past 256 KiB takes 2 MiB blocks: each a mapping of its own that
  * starts on a 2 MiB boundary (the slack mapped to find one is given back),
  * marked for huge pages, whole and writable. */
-static void arena_takes_memory_past_a_mebibyte_in_2mib_huge_page_blocks(void **state) {
+static void arena_takes_memory_past_256_kib_in_2mib_huge_page_blocks(void **state) {
   (void)state;
   uow_arena arena;
   uow__arena_init(&arena);
@@ -390,7 +390,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(arena_recycle_reuses_kept_blocks_and_frees_the_rest,
                                 restore_allocator),
       cmocka_unit_test(arena_refuses_sizes_that_would_wrap_around),
-      cmocka_unit_test(arena_takes_memory_past_a_mebibyte_in_2mib_huge_page_blocks),
+      cmocka_unit_test(arena_takes_memory_past_256_kib_in_2mib_huge_page_blocks),
       cmocka_unit_test_teardown(
           arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece, restore_allocator),
       cmocka_unit_test_teardown(arena_packs_text_and_aligned_pieces_into_one_block,
