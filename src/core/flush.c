@@ -398,10 +398,11 @@ static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_r
     return NULL;
   f->store = store;
   slice *s = &f->batch;
-  /* The three lists grow together: one of them full means all are. */
+  /* The three lists grow together, by doubling (execute reserves a slice's
+   * room up front; the commit's own rows come after it). */
   size_t i = s->writes.len;
   if ((i == s->writes.cap || i == s->owners.cap || i == s->replaced.cap) &&
-      slice_reserve(s, i < FLUSH_SLICE ? FLUSH_SLICE : 2 * i)) {
+      slice_reserve(s, i ? 2 * i : 8)) {
     *rc = uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
     return NULL;
   }
