@@ -454,6 +454,23 @@ static int value_helpers_take_null_as_sql_null(fixture *f) {
   assert_int_equal(uow_text("ab\0cd").v.bytes.size, 2);
   return UOW_OK;
 }
+/* uow_column_value: SQL NULL for a NULL column or object; otherwise the
+ * member as the core reads it (a nullable 0 is NULL, text by its NUL). */
+static int column_value_of_null_is_sql_null(fixture *f) {
+  (void)f;
+  const uow_column *cols = note_entity.columns;
+  note n = {.id = 7, .body = "ab", .rank = 0, .weight = 0.0};
+  assert_true(uow_column_value(NULL, &n).is_null);
+  assert_true(uow_column_value(&cols[0], NULL).is_null);
+  uow_value id = uow_column_value(&cols[0], &n);
+  assert_false(id.is_null);
+  assert_int_equal(id.v.i, 7);
+  assert_int_equal(uow_column_value(&cols[1], &n).v.bytes.size, 2);
+  assert_true(uow_column_value(&cols[2], &n).is_null);  /* nullable rank 0 */
+  assert_false(uow_column_value(&cols[3], &n).is_null); /* weight 0.0, not nullable */
+  assert_true(uow_column_value(&cols[5], &n).is_null);  /* no blob */
+  return UOW_OK;
+}
 static int allocator_restored_by_three_nulls(fixture *f) {
   (void)f;
   return uow_set_allocator(NULL, NULL, NULL);
@@ -476,6 +493,7 @@ static const call null_accepted_calls[] = {
     {"uow_double", "0", UOW_OK, NULL, value_helpers_take_null_as_sql_null},
     {"uow_bool", "false", UOW_OK, NULL, value_helpers_take_null_as_sql_null},
     {"uow_set_allocator", "NULL, NULL, NULL", UOW_OK, NULL, allocator_restored_by_three_nulls},
+    {"uow_column_value", "NULL column or object", UOW_OK, NULL, column_value_of_null_is_sql_null},
 };
 
 /* ---- NULL for each other pointer, with valid handles: environment calls ---- */

@@ -2869,11 +2869,107 @@ static void fetch_reads_one_item_at_a_time_from_a_store_of_abi_2(void **state) {
   uow_env_close(env);
 }
 
+/* The store under test, registered again as "obj<abi><scheme>" with a write
+ * that counts the INSERTs it is given as objects (no values) before passing
+ * them on. write_ahead is left out: every slice comes through write. */
+static size_t object_inserts, value_inserts;
+
+static int counting_write(uow_store_conn *conn, uow_write *writes, size_t n, bool commit,
+                          uow_status *st) {
+  for (size_t i = 0; i < n; i++) {
+    if (writes[i].kind != UOW_WRITE_INSERT)
+      continue;
+    if (writes[i].values) {
+      value_inserts++;
+    } else {
+      assert_non_null(writes[i].object);
+      object_inserts++;
+    }
+  }
+  return store_under_test()->write(conn, writes, n, commit, st);
+}
+
+static int counting_open(const char *url, const uow_store_config *cfg, uow_store_driver **out,
+                         uow_status *st) {
+  return store_under_test()->open(url + strlen("objN"), cfg, out, st);
+}
+
+static uow_env *counting_store_env(int abi) {
+  static uow_store_ops tables[2]; /* registered for the life of the process */
+  static char schemes[2][32];
+  uow_store_ops *ops = &tables[abi - 4];
+  if (!ops->scheme) {
+    *ops = *store_under_test();
+    snprintf(schemes[abi - 4], sizeof(schemes[0]), "obj%d%s", abi,
+             test_on_sqlite() ? "sqlite" : "postgresql");
+    ops->abi = abi;
+    ops->scheme = schemes[abi - 4];
+    ops->alias = NULL;
+    ops->open = counting_open;
+    ops->write = counting_write;
+    ops->write_ahead = NULL;
+    assert_int_equal(uow_register_store(ops), UOW_OK);
+  }
+  char url[4096];
+  snprintf(url, sizeof(url), "obj%d%s", abi, test_url());
+  uow_env *env = NULL;
+  EOK(env, uow_env_open(NULL, &env));
+  EOK(env, uow_env_add_store(env, "main", url));
+  EOK(env, uow_env_map(env, &note_entity, "main"));
+  return env;
+}
+
+/* Notes with every kind of column, NULLs among them, and an event: the rows
+ * the unit writes, as objects to a store of ABI 5 that asks for them
+ * (UOW_STORE_OBJECTS: SQLite does, PostgreSQL does not), as values to any
+ * other, land the same either way. */
+static void inserts_come_as_objects_only_to_a_store_that_asks_and_land_the_same(void **state) {
+  test_world *w = *state;
+  static const unsigned char bytes[] = {'a', 0, 'b'};
+  for (int abi = 4; abi <= 5; abi++) {
+    object_inserts = value_inserts = 0;
+    uow_env *env = counting_store_env(abi);
+    uow_unit *unit = begin(env);
+    for (int64_t i = 0; i < 3; i++) {
+      note *n = NULL;
+      UOK(unit, uow_new(unit, &note_entity, (void **)&n));
+      n->id = abi * 10 + i;
+      n->body = i == 0 ? NULL : uow_strdup(unit, "body");
+      n->rank = i; /* 0: NULL */
+      n->weight = i == 2 ? 0.0 : 2.5;
+      n->pinned = i == 1;
+      n->data = i == 0 ? (uow_blob){NULL, 0} : uow_blobdup(unit, bytes, sizeof(bytes));
+    }
+    UOK(unit, uow_emit(unit, "notes", "n", bytes, sizeof(bytes)));
+    UOK(unit, uow_commit(unit));
+    uow_end(unit);
+    uow_env_close(env);
+
+    bool objects = abi >= 5 && test_on_sqlite();
+    assert_int_equal(object_inserts, objects ? 4 : 0); /* three notes and the outbox row */
+    assert_int_equal(value_inserts, objects ? 0 : 4);
+    char where[160];
+    snprintf(where, sizeof(where),
+             "id = %d AND body IS NULL AND rank IS NULL AND weight = 2.5 AND NOT pinned AND "
+             "data IS NULL",
+             abi * 10);
+    assert_int_equal(test_count(w->env, "notes", where), 1);
+    snprintf(where, sizeof(where),
+             "id = %d AND body = 'body' AND rank = 1 AND pinned AND length(data) = 3",
+             abi * 10 + 1);
+    assert_int_equal(test_count(w->env, "notes", where), 1);
+    snprintf(where, sizeof(where), "id = %d AND weight = 0 AND rank = 2", abi * 10 + 2);
+    assert_int_equal(test_count(w->env, "notes", where), 1);
+  }
+  assert_int_equal(test_count(w->env, "uow_outbox", "topic = 'notes' AND length(payload) = 3"), 2);
+}
+
 int main(int argc, char **argv) {
   /* One entry per line: CMake registers a CTest test per entry. */
   // clang-format off
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(unit_rolls_back_when_ended_without_commit, test_setup, test_teardown),
+      cmocka_unit_test_setup_teardown(inserts_come_as_objects_only_to_a_store_that_asks_and_land_the_same, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(get_returns_same_pointer_twice, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(get_of_missing_key_is_notfound, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(new_object_is_in_the_identity_map_after_flush, test_setup, test_teardown),

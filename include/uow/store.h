@@ -44,6 +44,11 @@ UOW_API int uow_status_set(uow_status *st, int code, const char *fmt, ...)
 /** The store cannot join a transaction: a unit's writes to it become intents,
  * committed in the outbox with the unit and applied afterwards with `apply`. */
 #define UOW_STORE_INTENTS 0x08u
+/** An INSERT may come as the object itself (uow_write.object, `values`
+ * NULL): the store reads each column with uow_column_value() as it binds it,
+ * and no value is copied first. The core looks at this bit only when `abi` is
+ * 5 or more. */
+#define UOW_STORE_OBJECTS 0x10u
 
 /** A driver's store object (one per uow_env_add_store). */
 typedef struct uow_store_driver uow_store_driver;
@@ -77,13 +82,20 @@ typedef enum uow_write_kind {
 typedef struct uow_write {
   uow_write_kind kind;      /**< What to do. */
   const uow_entity *entity; /**< Which table. */
-  /** INSERT and UPDATE: one value per column (only those in `columns` are used). */
+  /** INSERT and UPDATE: one value per column (only those in `columns` are
+   * used). NULL for an INSERT that comes as `object` (UOW_STORE_OBJECTS). */
   const uow_value *values;
   /** Bit i set: column i is sent (INSERT: every column but a generated key the
    * store must assign; UPDATE: the changed columns). Writes with equal (kind,
    * entity, columns) have the same statement, so stores cache by it. */
   uint64_t columns;
-  uow_value key;      /**< UPDATE and DELETE: the primary key. */
+  union {
+    uow_value key; /**< UPDATE and DELETE: the primary key. */
+    /** INSERT with `values` NULL, to a store with UOW_STORE_OBJECTS: the
+     * struct `entity` describes; column i is uow_column_value(&entity->columns[i],
+     * object). It lasts as `values` would. */
+    const void *object;
+  };
   bool check_version; /**< UPDATE and DELETE: add "AND version = expected". */
   int64_t expected;   /**< The version the row must have. */
   int64_t generated;  /**< Output, INSERT of a generated key: the key assigned. */
@@ -279,19 +291,30 @@ typedef struct uow_store_ops {
 } uow_store_ops;
 
 /** The version of uow_store_ops this header describes (2: prepare_ready,
- * query_int64, apply, wait_outbox; 3: read_many; 4: write_ahead).
- * uow_register_store() takes 2 to 4; a store of an older ABI has a table
- * that ends before the functions added since, which the core never reads. */
-#define UOW_STORE_ABI 4
+ * query_int64, apply, wait_outbox; 3: read_many; 4: write_ahead; 5:
+ * UOW_STORE_OBJECTS). uow_register_store() takes 2 to 5; a store of an older
+ * ABI has a table that ends before the functions added since, which the core
+ * never reads, and gets every INSERT with its `values`. */
+#define UOW_STORE_ABI 5
 
 /**
  * Make a store available to every environment opened afterwards. The built-in
  * stores are registered already. `ops` must stay valid for the life of the
  * process.
- * @return 0; UOW_EINVAL (abi other than 2, 3 or 4, scheme taken); UOW_ENOMEM.
+ * @return 0; UOW_EINVAL (abi other than 2 to 5, scheme taken); UOW_ENOMEM.
  * Threads: call before opening environments.
  */
 UOW_API int uow_register_store(const uow_store_ops *ops);
+
+/**
+ * Column `col` of `object`, a struct its entity describes, as the core reads
+ * it into uow_write.values: a 0 in a UOW_NULLABLE integer, double or bool
+ * member is SQL NULL, as is a NULL text or blob pointer; a text's size is its
+ * strlen(). The bytes of text and blobs stay the object's, not copied.
+ * @return the value; SQL NULL when `col` or `object` is NULL.
+ * Threads: any; it only reads `object`.
+ */
+UOW_API uow_value uow_column_value(const uow_column *col, const void *object);
 
 #ifdef __cplusplus
 }

@@ -290,8 +290,26 @@ static inline void *uow__record_object(const uow_record *rec) {
 }
 uow_record *uow__record_of(uow_unit *unit, void *object);
 /* A new record with its object zeroed, and `extra` bytes of the unit's
- * memory after the object for the caller (not zeroed). */
-uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra);
+ * memory after the object for the caller (not zeroed). Inline: uow_new and
+ * every row a read loads make one. */
+static inline uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra) {
+  if (unit->records.len >= UINT32_MAX)
+    return NULL; /* seq is 32 bits: over 4 billion objects would not fit in memory anyway */
+  uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
+  if (!slot)
+    return NULL;
+  size_t size = UOW_RECORD_HEADER + map->entity->size;
+  uow_record *rec = size + extra >= size ? uow__arena_alloc_raw(&unit->arena, size + extra) : NULL;
+  if (!rec) {
+    unit->records.len--;
+    return NULL;
+  }
+  memset(rec, 0, size);
+  rec->map = map;
+  rec->seq = (uint32_t)(unit->records.len - 1);
+  *slot = rec;
+  return rec;
+}
 uow_record *uow__identity_get(uow_unit *unit, const uow_mapping *map, const uow_value *key);
 int uow__identity_add(uow_unit *unit, uow_record *rec);
 void uow__identity_remove(uow_unit *unit, uow_record *rec);

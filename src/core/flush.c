@@ -52,6 +52,12 @@ static bool is_intent(const uow_record *rec) {
   return (rec->map->store->ops->caps & UOW_STORE_INTENTS) != 0;
 }
 
+/* Whether a store takes an INSERT as the object, reading its columns as it
+ * binds them: no values copied first (uow_write.object). */
+static bool takes_objects(const uow_store *store) {
+  return store->ops->abi >= 5 && (store->ops->caps & UOW_STORE_OBJECTS);
+}
+
 /* Whether a store takes a slice and works through it while the core goes on. */
 static bool writes_ahead(const uow_store *store) {
   return store->ops->abi >= 4 && store->ops->write_ahead;
@@ -278,7 +284,7 @@ static int plan(flush *f) {
 
 /* ---- executing ---- */
 
-static int apply(flush *f, uow_record *rec, uow_record *replaced, const uow_write *w) {
+static inline int apply(flush *f, uow_record *rec, uow_record *replaced, const uow_write *w) {
   uow_unit *unit = f->unit;
   if (replaced) {
     if (uow__record_touch(unit, replaced))
@@ -392,8 +398,9 @@ static int slice_reserve(slice *s, size_t room) {
          uow__vec_reserve(&s->replaced, room, sizeof(uow_record *));
 }
 
-static uow_write *batch_add(flush *f, uow_store *store, uow_record *owner, uow_record *replaced,
-                            uow_write_kind kind, const uow_entity *e, int *rc) {
+static inline uow_write *batch_add(flush *f, uow_store *store, uow_record *owner,
+                                   uow_record *replaced, uow_write_kind kind, const uow_entity *e,
+                                   int *rc) {
   if (f->store != store && (*rc = run_batch(f, false)))
     return NULL;
   f->store = store;
@@ -500,6 +507,10 @@ static int add_insert(flush *f, uow_record *rec) {
   if (!w)
     return rc;
   w->columns = columns & (replaced ? ~(UINT64_C(1) << map->key) : UINT64_MAX);
+  if (!replaced && takes_objects(map->store)) {
+    w->object = object;
+    return UOW_OK;
+  }
   w->values = object_values(f, e, object);
   if (replaced) {
     uow__column_read(key_column(map), replaced->snapshot, &w->key);
@@ -603,7 +614,9 @@ static int add_row(flush *f, uow_store *store, const uow_entity *e, const void *
   w->columns = all_columns(e);
   if (e->columns[0].flags & UOW_GENERATED)
     w->columns &= ~UINT64_C(1);
-  if (!(w->values = object_values(f, e, row)))
+  if (takes_objects(store))
+    w->object = row;
+  else if (!(w->values = object_values(f, e, row)))
     return uow__unit_fail(f->unit, UOW_ENOMEM, "commit: out of memory");
   return UOW_OK;
 }

@@ -20,25 +20,6 @@ uow_record *uow__record_of(uow_unit *unit, void *object) {
   return rec;
 }
 
-uow_record *uow__record_new(uow_unit *unit, const uow_mapping *map, size_t extra) {
-  if (unit->records.len >= UINT32_MAX)
-    return NULL; /* seq is 32 bits: over 4 billion objects would not fit in memory anyway */
-  uow_record **slot = uow__vec_push(&unit->records, sizeof(*slot));
-  if (!slot)
-    return NULL;
-  size_t size = UOW_RECORD_HEADER + map->entity->size;
-  uow_record *rec = size + extra >= size ? uow__arena_alloc_raw(&unit->arena, size + extra) : NULL;
-  if (!rec) {
-    unit->records.len--;
-    return NULL;
-  }
-  memset(rec, 0, size);
-  rec->map = map;
-  rec->seq = (uint32_t)(unit->records.len - 1);
-  *slot = rec;
-  return rec;
-}
-
 typedef struct identity_key {
   const uow_mapping *map;
   const uow_value *key;

@@ -780,6 +780,32 @@ static inline int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
   return SQLITE_MISMATCH;
 }
 
+/* Column `col` of `object`, bound where it is: the one pass over the member
+ * that an INSERT coming as its object (UOW_STORE_OBJECTS) needs. Text is
+ * bound by its NUL: SQLite measures it, as the core would have for a value.
+ * The same NULLs as uow_column_value: a nullable integer's 0, no text. */
+static inline int bind_member(sqlite3_stmt *stmt, int i, const uow_column *col,
+                              const void *object) {
+  const char *member = (const char *)object + col->offset;
+  switch (col->type) {
+  case UOW_INT64: {
+    int64_t v;
+    memcpy(&v, member, sizeof(v));
+    return (col->flags & UOW_NULLABLE) && v == 0 ? sqlite3_bind_null(stmt, i)
+                                                 : sqlite3_bind_int64(stmt, i, v);
+  }
+  case UOW_TEXT: {
+    const char *s;
+    memcpy(&s, member, sizeof(s));
+    return s ? sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i);
+  }
+  default: {
+    uow_value v = uow__column_value(col, object);
+    return bind_value(stmt, i, &v);
+  }
+  }
+}
+
 static int bind_params(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_value *params, size_t n,
                        uow_status *st) {
   int expected = sqlite3_bind_parameter_count(stmt);
@@ -1000,11 +1026,14 @@ static bool needs_rowid(const uow_write *w) {
 static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
-  unsigned char columns[MAX_COLUMNS]; /* an INSERT's: the columns it sends, in order */
+  unsigned char columns[MAX_COLUMNS];  /* an INSERT's: the columns it sends, in order */
+  const uow_column *sent[MAX_COLUMNS]; /* and their descriptions */
   size_t per_row = 0;
   if (w->kind == UOW_WRITE_INSERT) {
-    for (uint64_t m = w->columns; m; m &= m - 1)
-      columns[per_row++] = (unsigned char)__builtin_ctzll(m);
+    for (uint64_t m = w->columns; m; m &= m - 1, per_row++) {
+      columns[per_row] = (unsigned char)__builtin_ctzll(m);
+      sent[per_row] = &w->entity->columns[columns[per_row]];
+    }
   } else {
     per_row = uow__sql_write_params(w, params); /* alone in its statement */
   }
@@ -1020,11 +1049,17 @@ static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write
       src = bind_value(stmt, ++at, &params[i]);
   } else {
     /* The rows of one statement send the same columns (write_run), and an
-     * INSERT's values are bound where they are rather than copied first. */
+     * INSERT's values, or its object's members, are bound where they are
+     * rather than copied first. */
     for (size_t r = 0; r < rows && src == SQLITE_OK; r++) {
       const uow_value *values = w[r].values;
-      for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
-        src = bind_value(stmt, ++at, &values[columns[j]]);
+      const void *object = w[r].object;
+      if (values)
+        for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
+          src = bind_value(stmt, ++at, &values[columns[j]]);
+      else
+        for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
+          src = bind_member(stmt, ++at, sent[j], object);
     }
   }
   return src == SQLITE_OK ? UOW_OK : sqlite_failure(conn, src, NULL, st);
@@ -1358,7 +1393,7 @@ const uow_store_ops uow__sqlite_store = {
     .abi = UOW_STORE_ABI,
     .scheme = "sqlite",
     .alias = NULL,
-    .caps = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL,
+    .caps = UOW_STORE_TRANSACTIONAL | UOW_STORE_SQL | UOW_STORE_OBJECTS,
     .open = sqlite_open,
     .close = sqlite_close,
     .max_connections = sqlite_max_connections,

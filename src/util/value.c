@@ -4,7 +4,14 @@
  */
 #include <string.h>
 
+#include "uow/store.h"
 #include "util.h"
+
+uow_value uow_column_value(const uow_column *col, const void *object) {
+  if (!col || !object)
+    return uow_null();
+  return uow__column_value(col, object);
+}
 
 bool uow__value_equal(const uow_value *a, const uow_value *b) {
   if (a->is_null || b->is_null)
