@@ -255,7 +255,13 @@ struct uow_unit {
    * at its next call (uow__unit_settle, or the next flush's first write). */
   uow_vec sent; /* uow_write */
   size_t sent_store;
-  size_t send_from;              /* records before this index were planned by a uow_send */
+  size_t send_from; /* records before this index were planned by a uow_send */
+  /* Whether a record may be other than a new object of an entity that
+   * references nothing, in a store that joins transactions (something was
+   * loaded, deleted, flushed or referenced): until then a flush plans every
+   * record as an INSERT without looking at them. */
+  bool mixed;
+  uint64_t new_stores;           /* bit i: a new object lives in stores[i] */
   const uow_mapping *last_map;   /* the mapping mapping() found last (the env's, stable) */
   uow_flush_memory flush_memory; /* empty between flushes */
   char errmsg[1024];

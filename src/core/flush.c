@@ -258,6 +258,17 @@ static int plan(flush *f) {
   uow_record **recs = unit->records.items;
   size_t n = unit->records.len;
   int rc = UOW_OK;
+  if (!unit->mixed && !f->send) {
+    /* Only new objects that reference nothing: every record is an INSERT,
+     * in creation order, and none needs a look before it is executed. */
+    if (uow__vec_reserve(&f->ops, n, sizeof(*recs)))
+      return uow__unit_fail(unit, UOW_ENOMEM, "flush: out of memory");
+    if (n)
+      memcpy(f->ops.items, recs, n * sizeof(*recs));
+    f->ops.len = f->updates = f->deletes = n;
+    f->writers |= unit->new_stores;
+    return UOW_OK;
+  }
   /* Every record before send_from was planned by a send: what is new there
    * now was left to the flush. A send plans nothing else. */
   for (size_t i = f->send ? unit->send_from : 0; i < n && !rc; i++) {
@@ -937,6 +948,7 @@ static int flush_run(uow_unit *unit, bool commit, bool send) {
     settle(&f);
   else if (send)
     unit->send_from = unit->records.len;
+  unit->mixed = true; /* records flushed are no longer new */
   memory_keep(&f);
   slice_free(&f.ahead);
   return rc;

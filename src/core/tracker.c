@@ -294,6 +294,7 @@ static uow_record *record_from_row(uow_unit *unit, const uow_mapping *map, const
   uint64_t bytes = row_bytes(map, row);
   size_t extra = row_extra(map, row, bytes);
   uow_record *rec = extra ? uow__record_new(unit, map, extra) : NULL;
+  unit->mixed = true;
   if (!rec)
     return NULL;
   rec->state = UOW_REC_CLEAN;

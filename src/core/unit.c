@@ -644,6 +644,8 @@ int uow_new(uow_unit *unit, const uow_entity *entity, void **out) {
   if (!rec)
     return uow__unit_error(unit, UOW_ENOMEM, "new %s: out of memory", entity->name);
   rec->state = UOW_REC_NEW;
+  unit->mixed = unit->mixed || map->parents || (map->store->ops->caps & UOW_STORE_INTENTS);
+  unit->new_stores |= UINT64_C(1) << map->store->index;
   *out = uow__record_object(rec);
   return UOW_OK;
 }
@@ -660,6 +662,7 @@ int uow_delete(uow_unit *unit, void *object) {
   if (uow__record_touch(unit, rec))
     return uow__unit_error(unit, UOW_ENOMEM, "delete: out of memory");
   rec->state = rec->state == UOW_REC_NEW ? UOW_REC_GONE : UOW_REC_DELETED;
+  unit->mixed = true;
   return UOW_OK;
 }
 
@@ -863,6 +866,7 @@ static void undo_objects(uow_unit *unit, const uow_savepoint_mark *sp) {
       uow__identity_add(unit, rec);
   }
   unit->undo.len = sp->undo;
+  unit->mixed = true; /* the records made after the savepoint are gone */
   for (size_t i = 0; i < unit->records.len; i++) {
     uow_record *rec = UOW_VEC_AT(&unit->records, uow_record *, i);
     if (i >= sp->records) {
