@@ -2791,18 +2791,25 @@ static void register_old_store(int abi) {
   assert_int_equal(uow_register_store(table), UOW_OK);
 }
 
-/* An environment on the store under test, through a table of ABI `abi`. */
-static uow_env *old_store_env(int abi) {
-  register_old_store(abi);
+/* An environment whose store "main" is the store under test registered
+ * again as "<prefix><abi><scheme>", with `entities` mapped to it. */
+static uow_env *reregistered_store_env(const char *prefix, int abi,
+                                       const uow_entity *const *entities, size_t n) {
   char url[4096];
-  snprintf(url, sizeof(url), "abi%d%s", abi, test_url());
+  snprintf(url, sizeof(url), "%s%d%s", prefix, abi, test_url());
   uow_env *env = NULL;
   EOK(env, uow_env_open(NULL, &env));
   EOK(env, uow_env_add_store(env, "main", url));
-  EOK(env, uow_env_map(env, &user_entity, "main"));
-  EOK(env, uow_env_map(env, &course_entity, "main"));
-  EOK(env, uow_env_map(env, &enrollment_entity, "main"));
+  for (size_t i = 0; i < n; i++)
+    EOK(env, uow_env_map(env, entities[i], "main"));
   return env;
+}
+
+/* An environment on the store under test, through a table of ABI `abi`. */
+static uow_env *old_store_env(int abi) {
+  static const uow_entity *const entities[] = {&user_entity, &course_entity, &enrollment_entity};
+  register_old_store(abi);
+  return reregistered_store_env("abi", abi, entities, 3);
 }
 
 /* Stores of ABI 2 and 3 have no write_ahead: a big flush goes to them one
@@ -2910,13 +2917,8 @@ static uow_env *counting_store_env(int abi) {
     ops->write_ahead = NULL;
     assert_int_equal(uow_register_store(ops), UOW_OK);
   }
-  char url[4096];
-  snprintf(url, sizeof(url), "obj%d%s", abi, test_url());
-  uow_env *env = NULL;
-  EOK(env, uow_env_open(NULL, &env));
-  EOK(env, uow_env_add_store(env, "main", url));
-  EOK(env, uow_env_map(env, &note_entity, "main"));
-  return env;
+  static const uow_entity *const entities[] = {&note_entity};
+  return reregistered_store_env("obj", abi, entities, 1);
 }
 
 /* Notes with every kind of column, NULLs among them, and an event: the rows
