@@ -215,7 +215,7 @@ static int append_sorted(flush *f, uow_vec *list, int (*compare)(const void *, c
       break;
     }
   }
-  if (uow__vec_reserve(&f->ops, n, sizeof(*ops)))
+  if (uow__vec_reserve(&f->ops, f->ops.len + n, sizeof(*ops)))
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   memcpy((uow_record **)f->ops.items + f->ops.len, ops, n * sizeof(*ops));
   f->ops.len += n;
