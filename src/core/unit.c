@@ -669,14 +669,9 @@ int uow_delete(uow_unit *unit, void *object) {
 char *uow_strdup(uow_unit *unit, const char *s) {
   if (!s || usable(unit, "strdup"))
     return NULL;
-  /* The string and its NUL in one copy: programs call this for every text
-   * member of every object they make. */
-  size_t size = strlen(s) + 1;
-  char *copy = uow__arena_bytes(&unit->arena, size);
+  char *copy = uow__arena_strndup(&unit->arena, s, strlen(s));
   if (!copy)
     uow__unit_error(unit, UOW_ENOMEM, "strdup: out of memory");
-  else
-    memcpy(copy, s, size);
   return copy;
 }
 

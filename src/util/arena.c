@@ -91,15 +91,6 @@ void *uow__arena_dup(uow_arena *arena, const void *data, size_t size) {
   return p;
 }
 
-char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
-  char *p = n + 1 ? uow__arena_bytes(arena, n + 1) : NULL;
-  if (p) {
-    memcpy(p, s, n);
-    p[n] = '\0';
-  }
-  return p;
-}
-
 static void free_block(uow_arena_block *block) {
   uow__big_free(block, sizeof(*block) + block->size, block->paged);
 }

@@ -82,8 +82,16 @@ static inline char *uow__arena_bytes(uow_arena *arena, size_t size) {
 }
 void *uow__arena_alloc(uow_arena *arena, size_t size); /* zeroed, 16-byte aligned; NULL on ENOMEM */
 void *uow__arena_dup(uow_arena *arena, const void *data, size_t size);
-/* `n` bytes of `s` and a NUL, unaligned (uow__arena_bytes). */
-char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n);
+/* `n` bytes of `s` and a NUL, unaligned (uow__arena_bytes). Inline:
+ * uow_strdup copies every text member of every object a program makes. */
+static inline char *uow__arena_strndup(uow_arena *arena, const char *s, size_t n) {
+  char *p = n + 1 ? uow__arena_bytes(arena, n + 1) : NULL;
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
 void uow__arena_free(uow_arena *arena);
 /* Forget every allocation but keep up to `keep` bytes of blocks for reuse. */
 void uow__arena_recycle(uow_arena *arena, size_t keep);
