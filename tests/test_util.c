@@ -5,7 +5,8 @@
  * library's allocator is in use (those of 2 MiB on transparent huge pages
  * where the system has them), and from the application's allocator, like
  * every other byte, when one is set with uow_set_allocator. The hash map's
- * tables do the same.
+ * tables do the same. A list marked `huge` (a unit's records) moves past
+ * 64 KiB to 2 MiB of huge pages, touched as it fills.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -307,6 +308,76 @@ static void arena_takes_memory_past_256_kib_in_2mib_huge_page_blocks(void **stat
   uow__arena_free(&arena);
 }
 
+/* ---- lists ---- */
+
+/* Appends `from`..`to` - 1 to a list of 64-bit items. */
+static void push_items(uow_vec *list, uint64_t from, uint64_t to) {
+  for (uint64_t i = from; i < to; i++) {
+    uint64_t *item = uow__vec_push(list, sizeof(*item));
+    assert_non_null(item);
+    *item = i * 7919;
+  }
+}
+
+static void assert_items(const uow_vec *list, uint64_t n) {
+  assert_int_equal(list->len, n);
+  for (uint64_t i = 0; i < n; i++)
+    assert_int_equal(UOW_VEC_AT(list, uint64_t, i), i * 7919);
+}
+
+/* Growing to 64 KiB, a huge list moves, items and all, to a mapping of
+ * 2 MiB on a 2 MiB boundary, marked for huge pages; past 2 MiB, to one of
+ * 4 MiB. */
+static void huge_list_moves_at_64_kib_to_2mib_mappings_keeping_its_items(void **state) {
+  (void)state;
+  uow_vec list = {.huge = true};
+  push_items(&list, 0, 4096); /* 32 KiB: still the allocator's */
+  assert_int_equal(list.mapped, 0);
+  push_items(&list, 4096, 100000);
+  assert_int_equal(list.mapped, UOW_HUGE);
+  assert_int_equal(list.cap, UOW_HUGE / sizeof(uint64_t));
+  assert_int_equal((uintptr_t)list.items % UOW_HUGE, 0);
+  assert_items(&list, 100000);
+  uintptr_t start, end;
+  int thp;
+  if (mapping_of((uintptr_t)list.items, &start, &end, &thp)) {
+    assert_int_equal((end - start) % UOW_HUGE, 0);
+    if (huge_pages_on_request() && thp != -1)
+      assert_int_equal(thp, 1);
+  }
+  push_items(&list, 100000, 300000); /* 2.4 MiB */
+  assert_int_equal(list.mapped, 2 * UOW_HUGE);
+  assert_items(&list, 300000);
+  assert_int_equal(uow__vec_reserve(&list, 600000, sizeof(uint64_t)), UOW_OK);
+  assert_int_equal(list.mapped, 3 * UOW_HUGE); /* 4.6 MiB, rounded up to 6 */
+  assert_items(&list, 300000);
+  uow__vec_free(&list);
+  assert_null(list.items);
+  assert_int_equal(list.mapped, 0);
+  assert_true(list.huge); /* still marked, for the next use */
+}
+
+/* An application's allocator sees every byte of a huge list, and a list not
+ * marked never leaves the allocator. */
+static void huge_list_takes_every_byte_from_the_application_allocator(void **state) {
+  (void)state;
+  use_counting_allocator();
+  uow_vec huge = {.huge = true}, plain = {0};
+  push_items(&huge, 0, 100000);
+  push_items(&plain, 0, 100000);
+  assert_int_equal(huge.mapped, 0);
+  assert_int_equal(plain.mapped, 0);
+  assert_int_equal(live_bytes, (huge.cap + plain.cap) * sizeof(uint64_t));
+  assert_items(&huge, 100000);
+  uow__vec_free(&huge);
+  uow__vec_free(&plain);
+  assert_int_equal(live_bytes, 0);
+  assert_int_equal(restore_allocator(NULL), UOW_OK);
+  push_items(&plain, 0, 100000);
+  assert_int_equal(plain.mapped, 0);
+  uow__vec_free(&plain);
+}
+
 /* ---- the hash map ---- */
 
 enum { ENTRIES = 100000 };
@@ -398,6 +469,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(
           arena_gives_a_distinct_piece_for_zero_bytes_without_a_block_per_piece, restore_allocator),
       cmocka_unit_test_teardown(arena_packs_text_and_aligned_pieces_into_one_block,
+                                restore_allocator),
+      cmocka_unit_test(huge_list_moves_at_64_kib_to_2mib_mappings_keeping_its_items),
+      cmocka_unit_test_teardown(huge_list_takes_every_byte_from_the_application_allocator,
                                 restore_allocator),
       cmocka_unit_test(map_finds_every_entry_of_a_big_table),
       cmocka_unit_test(hash_of_bytes_spreads_similar_keys_and_tells_lengths_apart),

@@ -180,6 +180,7 @@ int uow_begin_ex(uow_env *env, const uow_begin_options *opts, uow_unit **out) {
   unit->env = env;
   unit->arena = arena;
   unit->records = records;
+  unit->records.huge = true; /* a bulk load lists hundreds of KiB of records */
   unit->identity = identity;
   unit->events = events;
   unit->flush_memory = flush_memory;

@@ -68,8 +68,9 @@ char *uow__strdup(const char *s) { return s ? uow__strndup(s, strlen(s)) : NULL;
  * that fills megabytes then takes one fault per 2 MiB instead of 512 (on a
  * virtual machine with shadow page tables, microseconds each: a 20,000-row
  * load spent an eighth of its time there). Where the system has no huge
- * pages for it, the marking does nothing and the pages are the usual ones. */
-static void *huge_alloc(size_t whole) {
+ * pages for it, the marking does nothing and the pages are the usual ones.
+ * `populate`: all in place now; else each page comes at its first touch. */
+static void *huge_alloc(size_t whole, bool populate) {
   if (whole > SIZE_MAX - UOW_HUGE)
     return NULL;
   size_t span = whole + UOW_HUGE;
@@ -86,22 +87,30 @@ static void *huge_alloc(size_t whole) {
 #if defined(MADV_POPULATE_WRITE)
   /* In place now, as MAP_POPULATE would; a kernel without it (before 5.14)
    * refuses, and the pages come at first touch. */
-  madvise(p, whole, MADV_POPULATE_WRITE);
+  if (populate)
+    madvise(p, whole, MADV_POPULATE_WRITE);
+#else
+  (void)populate;
 #endif
   return p;
 }
 #endif
 
+/* With the C library's allocator only: one of the application's sees every byte. */
+static bool pages_allowed(size_t size) {
+  return malloc_hook == malloc && size >= UOW_BIG_MIN && size <= SIZE_MAX / 2;
+}
+
 /* Fresh pages for a big block, all in place; NULL when not possible. */
 static void *pages_alloc(size_t *size) {
 #if defined(MAP_ANONYMOUS) && defined(MAP_POPULATE)
-  if (malloc_hook != malloc || *size < UOW_BIG_MIN || *size > SIZE_MAX / 2)
-    return NULL; /* an allocator of the application's sees every byte */
+  if (!pages_allowed(*size))
+    return NULL;
   size_t whole = (*size + UOW_PAGE - 1) & ~(size_t)(UOW_PAGE - 1);
   void *p = NULL;
 #if defined(MADV_HUGEPAGE)
   if (whole % UOW_HUGE == 0)
-    p = huge_alloc(whole);
+    p = huge_alloc(whole, true);
 #endif
   if (!p)
     p = mmap(NULL, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
@@ -122,6 +131,21 @@ void *uow__big_alloc(size_t *size, bool zeroed, bool *paged) {
   if (!p)
     p = zeroed ? uow__calloc(1, *size) : uow__malloc(*size);
   return p;
+}
+
+void *uow__huge_reserve(size_t *size) {
+#if defined(MADV_HUGEPAGE)
+  if (!pages_allowed(*size))
+    return NULL;
+  size_t whole = (*size + UOW_HUGE - 1) & ~(size_t)(UOW_HUGE - 1);
+  void *p = huge_alloc(whole, false);
+  if (p)
+    *size = whole;
+  return p;
+#else
+  (void)size;
+  return NULL;
+#endif
 }
 
 void uow__big_free(void *p, size_t size, bool paged) {

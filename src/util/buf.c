@@ -72,33 +72,47 @@ void uow__buf_printf(uow_buf *buf, const char *fmt, ...) {
 
 int uow__buf_status(const uow_buf *buf) { return buf->failed ? UOW_ENOMEM : UOW_OK; }
 
-int uow__vec_grow(uow_vec *vec, size_t size) {
-  size_t cap = vec->cap ? vec->cap * 2 : 8;
-  void *items = cap <= SIZE_MAX / size ? uow__realloc(vec->items, cap * size) : NULL;
-  if (!items)
+/* Room for `cap` items of `size` bytes, the first vec->len kept. */
+static int vec_resize(uow_vec *vec, size_t cap, size_t size) {
+  if (size && cap > SIZE_MAX / size)
     return UOW_ENOMEM;
+  size_t bytes = cap * size;
+  size_t mapped = 0;
+  void *items = NULL;
+  if (vec->mapped || (vec->huge && bytes >= UOW_BIG_MIN)) {
+    mapped = bytes;
+    if (!(items = uow__huge_reserve(&mapped)))
+      mapped = 0;
+  }
+  if (!items && !vec->mapped) {
+    if (!(items = uow__realloc(vec->items, bytes)))
+      return UOW_ENOMEM;
+  } else {
+    /* Moved: pages cannot be reallocated, nor allocated memory remapped. */
+    if (!items && !(items = uow__malloc(bytes)))
+      return UOW_ENOMEM;
+    if (vec->len)
+      memcpy(items, vec->items, vec->len * size);
+    uow__big_free(vec->items, vec->mapped, vec->mapped != 0);
+  }
   vec->items = items;
-  vec->cap = cap;
+  vec->cap = mapped ? mapped / size : cap;
+  vec->mapped = mapped;
   return UOW_OK;
+}
+
+int uow__vec_grow(uow_vec *vec, size_t size) {
+  return vec_resize(vec, vec->cap ? vec->cap * 2 : 8, size);
 }
 
 int uow__vec_reserve(uow_vec *vec, size_t n, size_t size) {
-  if (n <= vec->cap)
-    return UOW_OK;
-  if (size && n > SIZE_MAX / size)
-    return UOW_ENOMEM;
-  void *items = uow__realloc(vec->items, n * size);
-  if (!items)
-    return UOW_ENOMEM;
-  vec->items = items;
-  vec->cap = n;
-  return UOW_OK;
+  return n <= vec->cap ? UOW_OK : vec_resize(vec, n, size);
 }
 
 void uow__vec_free(uow_vec *vec) {
-  uow__free(vec->items);
+  uow__big_free(vec->items, vec->mapped, vec->mapped != 0);
   vec->items = NULL;
-  vec->len = vec->cap = 0;
+  vec->len = vec->cap = vec->mapped = 0;
 }
 
 void uow__vec_keep(uow_vec *vec, size_t size, size_t limit) {

@@ -44,6 +44,13 @@ char *uow__strndup(const char *s, size_t n);
 enum { UOW_BIG_MIN = 64 << 10, UOW_PAGE = 4096, UOW_HUGE = 2 << 20 };
 void *uow__big_alloc(size_t *size, bool zeroed, bool *paged);
 void uow__big_free(void *p, size_t size, bool paged);
+/* Address space for a list that may grow big: *size (at least UOW_BIG_MIN)
+ * rounded up to UOW_HUGE, on transparent huge pages where the system has
+ * them, and not touched: each 2 MiB comes at its first touch as one huge
+ * page, or page by page where there are none. NULL when not possible (an
+ * allocator set with uow_set_allocator, or the system refuses). Release with
+ * uow__big_free(p, *size, true). */
+void *uow__huge_reserve(size_t *size);
 
 /* ---- arena (arena.c): memory that lives until the arena is freed ---- */
 typedef struct uow_arena_block uow_arena_block;
@@ -117,8 +124,14 @@ typedef struct uow_vec {
   void *items;
   size_t len;
   size_t cap;
+  size_t mapped; /* bytes of items from uow__huge_reserve; 0: from the allocator */
+  bool huge;     /* past UOW_BIG_MIN bytes, grow on uow__huge_reserve's pages */
 } uow_vec;
-/* Make room for one more item when the vector is full (uow__vec_push). */
+/* Make room for one more item when the vector is full (uow__vec_push). A
+ * vector marked `huge` (a unit's record list, which a bulk load grows to
+ * hundreds of KiB) takes its room past UOW_BIG_MIN bytes 2 MiB at a time,
+ * on huge pages, rather than from reallocations that touch fresh small pages
+ * one fault at a time. */
 int uow__vec_grow(uow_vec *vec, size_t size);
 /* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL.
  * Inline: a flush pushes several items per write, and `size` is known here. */
