@@ -33,8 +33,10 @@ typedef struct flush {
   uow_unit *unit;
   uow_arena scratch; /* values and outbox rows of the pending batch */
   uow_vec ops;       /* uow_record *, in execution order: inserts, updates, deletes */
-  size_t updates;    /* the index in ops of the first update */
-  size_t deletes;    /* the index in ops of the first delete */
+  uow_record **op;   /* the operations to execute: ops.items, or the unit's records */
+  size_t nops;       /* how many */
+  size_t updates;    /* the index in op of the first update */
+  size_t deletes;    /* the index in op of the first delete */
   uow_vec updating;  /* uow_record *, while planning: the updates, then put in ops */
   uow_vec deleting;  /* uow_record *, while planning: the deletes, then put in ops */
   uow_vec intending; /* uow_record *, the commit's: records of stores that take intents */
@@ -260,12 +262,10 @@ static int plan(flush *f) {
   int rc = UOW_OK;
   if (!unit->mixed && !f->send) {
     /* Only new objects that reference nothing: every record is an INSERT,
-     * in creation order, and none needs a look before it is executed. */
-    if (uow__vec_reserve(&f->ops, n, sizeof(*recs)))
-      return uow__unit_fail(unit, UOW_ENOMEM, "flush: out of memory");
-    if (n)
-      memcpy(f->ops.items, recs, n * sizeof(*recs));
-    f->ops.len = f->updates = f->deletes = n;
+     * in creation order, and none needs a look before it is executed. The
+     * list is the operations as it stands (executing adds no record). */
+    f->op = recs;
+    f->nops = f->updates = f->deletes = n;
     f->writers |= unit->new_stores;
     return UOW_OK;
   }
@@ -290,6 +290,8 @@ static int plan(flush *f) {
   f->deletes = f->ops.len;
   if (!rc)
     rc = append_sorted(f, &f->deleting, compare_deletes);
+  f->op = f->ops.items;
+  f->nops = f->ops.len;
   return rc;
 }
 
@@ -580,13 +582,12 @@ static void slice_free(slice *s) {
 static int execute(flush *f) {
   /* Room for a slice's writes at once rather than by doubling, which copies
    * and touches fresh memory again and again. */
-  size_t room = f->ops.len < FLUSH_SLICE ? f->ops.len : FLUSH_SLICE;
-  if (slice_reserve(&f->batch, room) ||
-      (f->ops.len > FLUSH_SLICE && slice_reserve(&f->ahead, room)))
+  size_t room = f->nops < FLUSH_SLICE ? f->nops : FLUSH_SLICE;
+  if (slice_reserve(&f->batch, room) || (f->nops > FLUSH_SLICE && slice_reserve(&f->ahead, room)))
     return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
   int rc = UOW_OK;
-  for (size_t i = 0; i < f->ops.len && !rc; i++) {
-    uow_record *rec = UOW_VEC_AT(&f->ops, uow_record *, i);
+  for (size_t i = 0; i < f->nops && !rc; i++) {
+    uow_record *rec = f->op[i];
     uow_write_kind kind = op_kind(f, i);
     if (kind == UOW_WRITE_DELETE && rec->visit == f->mark + 1)
       continue; /* a deleted record that a new one with its key replaced */
