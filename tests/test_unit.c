@@ -1386,8 +1386,9 @@ static void unique_violation_leaves_neither_row(void **state) {
 }
 
 /* A flush of thousands of rows goes to the store in slices (1,000 writes on
- * PostgreSQL, 100 on SQLite: docs/guarantees.md); a constraint failing in the last slice still leaves
- * nothing of the earlier ones, and a flush that succeeds writes them all. */
+ * PostgreSQL, 100 on SQLite: docs/guarantees.md); a constraint failing in
+ * the last slice still leaves nothing of the earlier ones, and a flush that
+ * succeeds writes them all. */
 static void flush_in_slices_is_all_or_nothing(void **state) {
   test_world *w = *state;
   enum { ROWS = 2500 };
