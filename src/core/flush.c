@@ -48,6 +48,7 @@ typedef struct flush {
   unsigned mark;     /* visit: mark planning, mark + 1 planned, mark + 2 left to the flush */
   bool final;        /* the commit's flush: nothing reads the unit's records after it */
   bool send;         /* uow_send: only new objects, on stores that write ahead */
+  bool plain;        /* every operation a new object's INSERT, the unit's keys unknown (plan) */
 } flush;
 
 /* Objects of a store that cannot join a transaction become intents at commit. */
@@ -268,6 +269,7 @@ static int plan(flush *f) {
     f->op = recs;
     f->nops = f->updates = f->deletes = n;
     f->writers |= unit->new_stores;
+    f->plain = true;
     return UOW_OK;
   }
   /* Every record before send_from was planned by a send: what is new there
@@ -490,12 +492,44 @@ static uint64_t all_columns(const uow_entity *e) {
   return e->ncolumns == 64 ? UINT64_MAX : (UINT64_C(1) << e->ncolumns) - 1;
 }
 
+/* The write of a new object, of `columns`: an INSERT, or an UPDATE of the
+ * deleted record it replaces. Inline: a bulk load queues thousands. */
+static inline int queue_new(flush *f, uow_record *rec, uow_record *replaced, uint64_t columns) {
+  const uow_mapping *map = rec->map;
+  const uow_entity *e = map->entity;
+  int rc;
+  uow_write *w = batch_add(f, map->store, rec, replaced,
+                           replaced ? UOW_WRITE_UPDATE : UOW_WRITE_INSERT, e, &rc);
+  if (!w)
+    return rc;
+  w->columns = columns & (replaced ? ~(UINT64_C(1) << map->key) : UINT64_MAX);
+  void *object = uow__record_object(rec);
+  if (!replaced && takes_objects(map->store)) {
+    w->object = object;
+    return UOW_OK;
+  }
+  w->values = object_values(f, e, object);
+  if (replaced) {
+    uow__column_read(key_column(map), replaced->snapshot, &w->key);
+    w->check_version = map->version != SIZE_MAX;
+    w->expected = w->check_version ? snapshot_version(replaced) : 0;
+  }
+  return w->values ? UOW_OK : uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+}
+
+/* A key the store generates, still unset: left out of the INSERT. */
+static uint64_t without_unset_key(const uow_record *rec, uint64_t columns) {
+  const uow_mapping *map = rec->map;
+  return (key_column(map)->flags & UOW_GENERATED) && key_unset(rec)
+             ? columns & ~(UINT64_C(1) << map->key)
+             : columns;
+}
+
 static int add_insert(flush *f, uow_record *rec) {
   const uow_mapping *map = rec->map;
   const uow_entity *e = map->entity;
-  void *object = uow__record_object(rec);
   uow_value key;
-  uow__column_read(key_column(map), object, &key);
+  uow__column_read(key_column(map), uow__record_object(rec), &key);
   uow_record *replaced = value_unset(&key) ? NULL : uow__identity_get(f->unit, map, &key);
   if (replaced && replaced->state != UOW_REC_DELETED)
     return uow__unit_fail(f->unit, UOW_ECONSTRAINT,
@@ -521,25 +555,17 @@ static int add_insert(flush *f, uow_record *rec) {
       return uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
     return UOW_OK;
   }
-  if (!replaced && (key_column(map)->flags & UOW_GENERATED) && key_unset(rec))
-    columns &= ~(UINT64_C(1) << map->key);
-  int rc;
-  uow_write *w = batch_add(f, map->store, rec, replaced,
-                           replaced ? UOW_WRITE_UPDATE : UOW_WRITE_INSERT, e, &rc);
-  if (!w)
-    return rc;
-  w->columns = columns & (replaced ? ~(UINT64_C(1) << map->key) : UINT64_MAX);
-  if (!replaced && takes_objects(map->store)) {
-    w->object = object;
-    return UOW_OK;
-  }
-  w->values = object_values(f, e, object);
-  if (replaced) {
-    uow__column_read(key_column(map), replaced->snapshot, &w->key);
-    w->check_version = map->version != SIZE_MAX;
-    w->expected = w->check_version ? snapshot_version(replaced) : 0;
-  }
-  return w->values ? UOW_OK : uow__unit_fail(f->unit, UOW_ENOMEM, "flush: out of memory");
+  return queue_new(f, rec, replaced, replaced ? columns : without_unset_key(rec, columns));
+}
+
+/* add_insert for a plain flush (f->plain): no record of the unit has a key
+ * that a new one could replace or clash with, so no lookup; every column
+ * goes, but a generated key still unset. */
+static int add_plain_insert(flush *f, uow_record *rec) {
+  const uow_mapping *map = rec->map;
+  if (map->version != SIZE_MAX)
+    set_version(rec, 1);
+  return queue_new(f, rec, NULL, without_unset_key(rec, all_columns(map->entity)));
 }
 
 static int add_update(flush *f, uow_record *rec) {
@@ -606,6 +632,10 @@ static int execute(flush *f) {
       continue; /* a deleted record that a new one with its key replaced */
     switch (kind) {
     case UOW_WRITE_INSERT:
+      if (f->plain) {
+        rc = add_plain_insert(f, rec);
+        break;
+      }
       rc = resolve_parents(f, rec);
       if (!rc)
         rc = add_insert(f, rec);
@@ -621,8 +651,8 @@ static int execute(flush *f) {
     }
     /* Between operations the scratch arena holds only the values of the
      * pending writes: once they are sent, its blocks serve the next slice. */
-    size_t queued = f->batch.writes.len; /* if any, f->store is theirs */
-    if (!rc && queued && queued >= slice_size(f->store) && !(rc = send_slice(f)))
+    size_t queued = f->batch.writes.len; /* SLICE_LOCAL or more: f->store is theirs */
+    if (!rc && queued >= SLICE_LOCAL && queued >= slice_size(f->store) && !(rc = send_slice(f)))
       uow__arena_recycle(&f->scratch, SIZE_MAX);
   }
   return rc;
