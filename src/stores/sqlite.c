@@ -780,30 +780,56 @@ static inline int bind_value(sqlite3_stmt *stmt, int i, const uow_value *v) {
   return SQLITE_MISMATCH;
 }
 
-/* Column `col` of `object`, bound where it is: the one pass over the member
- * that an INSERT coming as its object (UOW_STORE_OBJECTS) needs. Text is
- * bound by its NUL: SQLite measures it, as the core would have for a value.
- * The same NULLs as uow_column_value: a nullable integer's 0, no text. */
-static inline int bind_member(sqlite3_stmt *stmt, int i, const uow_column *col,
-                              const void *object) {
-  const char *member = (const char *)object + col->offset;
-  switch (col->type) {
-  case UOW_INT64: {
+/* How an INSERT that comes as its object (UOW_STORE_OBJECTS) binds a member,
+ * worked out once per statement: a bulk INSERT binds thousands, and the
+ * common columns then go straight to SQLite. Text is bound by its NUL:
+ * SQLite measures it, as the core would have for a value. The same NULLs as
+ * uow_column_value: a nullable integer's 0, no text. */
+typedef enum { BIND_INT64, BIND_INT64_OR_NULL, BIND_DOUBLE, BIND_TEXT, BIND_VALUE } bind_how;
+
+typedef struct member_bind {
+  size_t offset;
+  bind_how how;
+  const uow_column *col; /* BIND_VALUE: read as uow_column_value does */
+} member_bind;
+
+static member_bind member_bind_of(const uow_column *col) {
+  bool nullable = col->flags & UOW_NULLABLE;
+  member_bind b = {col->offset, BIND_VALUE, col};
+  if (col->type == UOW_INT64)
+    b.how = nullable ? BIND_INT64_OR_NULL : BIND_INT64;
+  else if (col->type == UOW_DOUBLE && !nullable)
+    b.how = BIND_DOUBLE;
+  else if (col->type == UOW_TEXT)
+    b.how = BIND_TEXT;
+  return b;
+}
+
+static inline int bind_member(sqlite3_stmt *stmt, int i, const member_bind *b, const char *object) {
+  const char *member = object + b->offset;
+  switch (b->how) {
+  case BIND_INT64:
+  case BIND_INT64_OR_NULL: {
     int64_t v;
     memcpy(&v, member, sizeof(v));
-    return (col->flags & UOW_NULLABLE) && v == 0 ? sqlite3_bind_null(stmt, i)
-                                                 : sqlite3_bind_int64(stmt, i, v);
+    return b->how == BIND_INT64_OR_NULL && v == 0 ? sqlite3_bind_null(stmt, i)
+                                                  : sqlite3_bind_int64(stmt, i, v);
   }
-  case UOW_TEXT: {
+  case BIND_DOUBLE: {
+    double d;
+    memcpy(&d, member, sizeof(d));
+    return sqlite3_bind_double(stmt, i, d);
+  }
+  case BIND_TEXT: {
     const char *s;
     memcpy(&s, member, sizeof(s));
     return s ? sqlite3_bind_text(stmt, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(stmt, i);
   }
-  default: {
-    uow_value v = uow__column_value(col, object);
-    return bind_value(stmt, i, &v);
+  case BIND_VALUE:
+    break;
   }
-  }
+  uow_value v = uow__column_value(b->col, object);
+  return bind_value(stmt, i, &v);
 }
 
 static int bind_params(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_value *params, size_t n,
@@ -1026,13 +1052,13 @@ static bool needs_rowid(const uow_write *w) {
 static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write *w, size_t rows,
                        uow_status *st) {
   uow_value params[MAX_COLUMNS + 2];
-  unsigned char columns[MAX_COLUMNS];  /* an INSERT's: the columns it sends, in order */
-  const uow_column *sent[MAX_COLUMNS]; /* and their descriptions */
+  unsigned char columns[MAX_COLUMNS]; /* an INSERT's: the columns it sends, in order */
+  member_bind sent[MAX_COLUMNS];      /* and how to bind them from an object */
   size_t per_row = 0;
   if (w->kind == UOW_WRITE_INSERT) {
     for (uint64_t m = w->columns; m; m &= m - 1, per_row++) {
       columns[per_row] = (unsigned char)__builtin_ctzll(m);
-      sent[per_row] = &w->entity->columns[columns[per_row]];
+      sent[per_row] = member_bind_of(&w->entity->columns[columns[per_row]]);
     }
   } else {
     per_row = uow__sql_write_params(w, params); /* alone in its statement */
@@ -1053,13 +1079,13 @@ static int bind_writes(uow_store_conn *conn, sqlite3_stmt *stmt, const uow_write
      * rather than copied first. */
     for (size_t r = 0; r < rows && src == SQLITE_OK; r++) {
       const uow_value *values = w[r].values;
-      const void *object = w[r].object;
+      const char *object = w[r].object;
       if (values)
         for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
           src = bind_value(stmt, ++at, &values[columns[j]]);
       else
         for (size_t j = 0; j < per_row && src == SQLITE_OK; j++)
-          src = bind_member(stmt, ++at, sent[j], object);
+          src = bind_member(stmt, ++at, &sent[j], object);
     }
   }
   return src == SQLITE_OK ? UOW_OK : sqlite_failure(conn, src, NULL, st);
