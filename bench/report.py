@@ -37,7 +37,8 @@ def lower_is_better(unit):
 def read_rounds(path):
     """{(impl, workload, store): [(value, unit) or (None, reason), ...]}: every
     run's figure, in the order of the file. run.sh runs every program once per
-    round, in turn, so the i-th figure of each key comes from round i."""
+    round, in turn, so the i-th figure of each key comes from round i (a
+    round of W1-W3 on SQLite is SQLITE_PAIRS such rounds in a row)."""
     rounds = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -93,7 +94,8 @@ def paired_text(rounds):
     if not out:
         return []
     return ["", "libuow / fastest raw C of the same round (each round runs every program once, "
-            "in turn):", "", "figure".ljust(15) + "median".ljust(10) + "round by round",
+            "in turn; W1-W3 on SQLite, SQLITE_PAIRS times):", "",
+            "figure".ljust(15) + "median".ljust(10) + "round by round",
             "-" * 60] + out
 
 

@@ -19,6 +19,9 @@
 #   SLOW_REPEAT=N  but SQLAlchemy's figures and R1, R2 only in the first N
 #              rounds (default 3): they take most of a round's time, and
 #              no target hangs on a small difference in them
+#   SQLITE_PAIRS=N  runs of libuow and raw C, in turn, per round for W1-W3 on
+#              SQLite (default 3, QUICK: 1): each takes a fraction of a
+#              second, and on a noisy machine one pair per round says little
 #   ONLY=RE    run only the lines whose "WORKLOAD STORE IMPL" matches RE
 #   SCALE=0    skip the tracked-entity scaling run
 #   RELAY=0    skip the relay and Redis-intent measurements (R1, R2)
@@ -31,6 +34,7 @@ OUT=${BENCH_OUT:-$BIN}
 QUICK=${QUICK:-0}
 if [ "$QUICK" != 0 ]; then REPEAT=${REPEAT:-1}; else REPEAT=${REPEAT:-5}; fi
 SLOW_REPEAT=${SLOW_REPEAT:-3}
+if [ "$QUICK" != 0 ]; then SQLITE_PAIRS=${SQLITE_PAIRS:-1}; else SQLITE_PAIRS=${SQLITE_PAIRS:-3}; fi
 export QUICK
 ONLY=${ONLY:-}
 TIMEOUT=${BENCH_TIMEOUT:-300}
@@ -209,7 +213,13 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
   slow=sqlalchemy
   [ "$rep" -le "$SLOW_REPEAT" ] || slow=
   for workload in W1 W2 W3; do
-    for impl in $(rotated $rep libuow sqlite-c $slow); do run "$workload" sqlite "$impl"; done
+    for ((pair = 1; pair <= SQLITE_PAIRS; pair++)); do
+      once=$slow
+      [ "$pair" = 1 ] || once=
+      for impl in $(rotated $((rep + pair - 1)) libuow sqlite-c $once); do
+        run "$workload" sqlite "$impl"
+      done
+    done
     for impl in $(rotated $rep libuow libpq libpq-pipeline $slow); do
       run "$workload" pg "$impl"
     done
