@@ -48,7 +48,7 @@ typedef struct flush {
   unsigned mark;     /* visit: mark planning, mark + 1 planned, mark + 2 left to the flush */
   bool final;        /* the commit's flush: nothing reads the unit's records after it */
   bool send;         /* uow_send: only new objects, on stores that write ahead */
-  bool plain;        /* every operation a new object's INSERT, the unit's keys unknown (plan) */
+  bool plain;        /* every operation a new object's INSERT, the identity map empty (plan) */
 } flush;
 
 /* Objects of a store that cannot join a transaction become intents at commit. */
