@@ -88,9 +88,11 @@ def paired_text(rounds):
             if len(ratios) < 2:
                 continue
             each = " ".join(f"{r:.2f}" for r in ratios)
-            out.append(f"{workload} {store}".ljust(15)
-                       + f"{statistics.median(ratios):.2f}x".ljust(10)
-                       + f"{each}   (target <= {TARGETS[workload]:.2f}x)")
+            median = statistics.median(ratios)
+            target = TARGETS[workload]
+            out.append(f"{workload} {store}".ljust(15) + f"{median:.2f}x".ljust(10)
+                       + f"{each}   (target <= {target:.2f}x: "
+                       + f"{'met' if median <= target else 'MISSED'})")
     if not out:
         return []
     return ["", "libuow / fastest raw C of the same round (each round runs every program once, "
