@@ -125,12 +125,12 @@ typedef struct uow_vec {
   size_t len;
   size_t cap;
   size_t mapped; /* bytes of items from uow__huge_reserve; 0: from the allocator */
-  bool huge;     /* past UOW_BIG_MIN bytes, grow on uow__huge_reserve's pages */
+  bool huge;     /* from UOW_BIG_MIN bytes on, grow on uow__huge_reserve's pages */
 } uow_vec;
 /* Make room for one more item when the vector is full (uow__vec_push). A
  * vector marked `huge` (a unit's record list, which a bulk load grows to
- * hundreds of KiB) takes its room past UOW_BIG_MIN bytes 2 MiB at a time,
- * on huge pages, rather than from reallocations that touch fresh small pages
+ * hundreds of KiB) takes its room from UOW_BIG_MIN bytes on 2 MiB at a
+ * time, on huge pages, rather than from reallocations that touch fresh small pages
  * one fault at a time. */
 int uow__vec_grow(uow_vec *vec, size_t size);
 /* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL.
