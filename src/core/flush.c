@@ -48,7 +48,6 @@ typedef struct flush {
   unsigned mark;     /* visit: mark planning, mark + 1 planned, mark + 2 left to the flush */
   bool final;        /* the commit's flush: nothing reads the unit's records after it */
   bool send;         /* uow_send: only new objects, on stores that write ahead */
-  bool plain;        /* every operation a new object's INSERT, the identity map empty (plan) */
 } flush;
 
 /* Objects of a store that cannot join a transaction become intents at commit. */
@@ -252,6 +251,12 @@ static bool may_update(const uow_record *rec) {
   return false;
 }
 
+/* A plain flush: the unit holds only new objects that reference nothing,
+ * in stores that join transactions, and nothing was loaded, deleted or
+ * flushed, so the identity map is empty (unit->mixed, which changes only
+ * when the flush ends). Not a uow_send, which plans only part of them. */
+static bool plain(const flush *f) { return !f->unit->mixed && !f->send; }
+
 /* One pass over the records (each visit of a big unit's records costs a
  * cache miss per record): inserts go to f->ops as planned, updates and
  * deletes follow them, each sorted; the commit's flush also sets aside the
@@ -262,14 +267,13 @@ static int plan(flush *f) {
   uow_record **recs = unit->records.items;
   size_t n = unit->records.len;
   int rc = UOW_OK;
-  if (!unit->mixed && !f->send) {
-    /* Only new objects that reference nothing: every record is an INSERT,
-     * in creation order, and none needs a look before it is executed. The
-     * list is the operations as it stands (executing adds no record). */
+  if (plain(f)) {
+    /* Every record is an INSERT, in creation order, and none needs a look
+     * before it is executed. The list is the operations as it stands
+     * (executing adds no record). */
     f->op = recs;
     f->nops = f->updates = f->deletes = n;
     f->writers |= unit->new_stores;
-    f->plain = true;
     return UOW_OK;
   }
   /* Every record before send_from was planned by a send: what is new there
@@ -558,7 +562,7 @@ static int add_insert(flush *f, uow_record *rec) {
   return queue_new(f, rec, replaced, replaced ? columns : without_unset_key(rec, columns));
 }
 
-/* add_insert for a plain flush (f->plain): no record of the unit has a key
+/* add_insert for a plain flush (plain): no record of the unit has a key
  * that a new one could replace or clash with, so no lookup; every column
  * goes, but a generated key still unset. */
 static int add_plain_insert(flush *f, uow_record *rec) {
@@ -632,7 +636,7 @@ static int execute(flush *f) {
       continue; /* a deleted record that a new one with its key replaced */
     switch (kind) {
     case UOW_WRITE_INSERT:
-      if (f->plain) {
+      if (plain(f)) {
         rc = add_plain_insert(f, rec);
         break;
       }
@@ -651,7 +655,9 @@ static int execute(flush *f) {
     }
     /* Between operations the scratch arena holds only the values of the
      * pending writes: once they are sent, its blocks serve the next slice. */
-    size_t queued = f->batch.writes.len; /* SLICE_LOCAL or more: f->store is theirs */
+    /* SLICE_LOCAL is the smaller slice size: below it no slice is full, and
+     * from it on the batch is not empty, so f->store is its store. */
+    size_t queued = f->batch.writes.len;
     if (!rc && queued >= SLICE_LOCAL && queued >= slice_size(f->store) && !(rc = send_slice(f)))
       uow__arena_recycle(&f->scratch, SIZE_MAX);
   }

@@ -130,8 +130,8 @@ typedef struct uow_vec {
 /* Make room for one more item when the vector is full (uow__vec_push). A
  * vector marked `huge` (a unit's record list, which a bulk load grows to
  * hundreds of KiB) takes its room from UOW_BIG_MIN bytes on 2 MiB at a
- * time, on huge pages, rather than from reallocations that touch fresh small pages
- * one fault at a time. */
+ * time, on huge pages, rather than from reallocations that touch fresh
+ * small pages one fault at a time. */
 int uow__vec_grow(uow_vec *vec, size_t size);
 /* Make room for one more item of `size` bytes; returns a pointer to it (zeroed) or NULL.
  * Inline: a flush pushes several items per write, and `size` is known here. */
